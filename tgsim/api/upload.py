@@ -1,0 +1,79 @@
+"""upload.*: file parts in, file slices out, with Telegram's offset/limit rules."""
+
+from __future__ import annotations
+
+import time
+
+from pyrogram import raw
+from pyrogram.raw.core.primitives import Bool
+
+from tgsim.api import Call, handles
+from tgsim.server import RpcFail
+
+MAX_PART = 512 * 1024
+MB = 1024 * 1024
+
+
+@handles("upload.SaveFilePart")
+async def save_file_part(call: Call, q):
+    if len(q.bytes) > MAX_PART:
+        raise RpcFail(400, "FILE_PART_TOO_BIG")
+    if q.file_part < 0 or q.file_part >= 4000:
+        raise RpcFail(400, "FILE_PART_INVALID")
+    call.world.upload_part(call.auth.key_id, q.file_id, q.file_part, q.bytes)
+    return Bool(True)
+
+
+@handles("upload.SaveBigFilePart")
+async def save_big_file_part(call: Call, q):
+    if len(q.bytes) > MAX_PART:
+        raise RpcFail(400, "FILE_PART_TOO_BIG")
+    limit = 8000 if call.me.premium else 4000
+    if q.file_total_parts > limit:
+        raise RpcFail(400, "FILE_PARTS_INVALID")
+    if not 0 <= q.file_part < q.file_total_parts:
+        raise RpcFail(400, "FILE_PART_INVALID")
+    call.world.upload_part(call.auth.key_id, q.file_id, q.file_part, q.bytes, q.file_total_parts)
+    return Bool(True)
+
+
+def _locate(call: Call, loc):
+    if isinstance(loc, (raw.types.InputDocumentFileLocation, raw.types.InputPhotoFileLocation)):
+        media = call.world.media.get(loc.id)
+        if media is None or media.access_hash != loc.access_hash:
+            raise RpcFail(400, "LOCATION_INVALID")
+        if isinstance(loc, raw.types.InputDocumentFileLocation) and loc.thumb_size:
+            if media.thumb_path is None:
+                raise RpcFail(400, "LOCATION_INVALID")
+            return media.thumb_path, media.thumb_size
+        return media.path, media.size
+    raise RpcFail(400, "LOCATION_INVALID")
+
+
+@handles("upload.GetFile")
+async def get_file(call: Call, q):
+    offset, limit = q.offset, q.limit
+    align = 1024 if q.precise else 4096
+    if offset < 0 or offset % align:
+        raise RpcFail(400, "OFFSET_INVALID")
+    if limit <= 0 or limit > MB or limit % align:
+        raise RpcFail(400, "LIMIT_INVALID")
+    if not q.precise and (MB % limit or offset // MB != (offset + limit - 1) // MB):
+        raise RpcFail(400, "LIMIT_INVALID")
+    path, size = _locate(call, q.location)
+    if offset > size:
+        raise RpcFail(400, "OFFSET_INVALID")
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read(limit)
+    conn = call.conn
+    faults = call.sim.faults
+    conn.file_bytes_sent += len(data)
+    call.sim.stats["file_bytes_out"] += len(data)
+    if (faults.drops_left > 0 and faults.drop_after_file_bytes is not None
+            and conn.file_bytes_sent >= faults.drop_after_file_bytes):
+        faults.drops_left -= 1
+        conn.close()
+        raise RpcFail(500, "CONNECTION_DROPPED")
+    return raw.types.upload.File(type=raw.types.storage.FilePartial(), mtime=int(time.time()),
+                                 bytes=data)

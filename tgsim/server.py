@@ -1,0 +1,427 @@
+"""The MTProto server: connections, the auth key exchange, sessions, RPC dispatch, updates."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from hashlib import sha1
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from pyrogram import raw
+from pyrogram.crypto import aes
+from pyrogram.crypto.prime import CURRENT_DH_PRIME
+from pyrogram.raw.core import Int, Long, MsgContainer, TLObject
+
+from tgsim import crypto
+from tgsim.faults import Faults, Throttle
+from tgsim.transport import Framing, detect
+from tgsim.world import World
+
+log = logging.getLogger("tgsim")
+
+# pq = p * q, both primes under 2**32 as the client's factoriser expects
+_P, _Q = 1229739323, 1402015859
+_PQ = (_P * _Q).to_bytes(8, "big")
+
+
+class RpcFail(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(f"{code} {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class AuthKey:
+    key: bytes
+    key_id: bytes
+    salt: int
+    user_id: int | None = None
+    created: float = field(default_factory=time.time)
+    revoked: bool = False
+
+
+@dataclass
+class Session:
+    auth: AuthKey
+    session_id: bytes
+    conn: "Connection | None"
+    created: float = field(default_factory=time.monotonic)
+    last_msg_id: int = 0
+    content_count: int = 0
+    announced: bool = False
+    no_updates: bool = False
+
+    def next_msg_id(self, response: bool) -> int:
+        base = int(time.time() * 2**32) & ~3
+        if base <= self.last_msg_id:
+            base = (self.last_msg_id + 4) & ~3
+        self.last_msg_id = base | (1 if response else 3)
+        return self.last_msg_id
+
+    def next_seq(self, content: bool) -> int:
+        if content:
+            self.content_count += 1
+            return self.content_count * 2 - 1
+        return self.content_count * 2
+
+
+class Connection:
+    def __init__(self, sim: "TgSim", reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.sim = sim
+        self.reader = reader
+        self.writer = writer
+        self.framing: Framing | None = None
+        self.out_throttle = Throttle(sim.faults)
+        self.in_throttle = Throttle(sim.faults)
+        self.write_lock = asyncio.Lock()
+        self.tasks: set[asyncio.Task] = set()
+        self.auth: AuthKey | None = None
+        self.handshake: dict[str, Any] = {}
+        self.closed = False
+        self.file_bytes_sent = 0
+
+    @property
+    def user_id(self) -> int | None:
+        return self.auth.user_id if self.auth and not self.auth.revoked else None
+
+    async def send_raw(self, payload: bytes) -> None:
+        if self.closed:
+            raise ConnectionResetError("closed")
+        async with self.write_lock:
+            await self.out_throttle.spend(len(payload))
+            self.writer.write(self.framing.frame(payload))
+            await self.writer.drain()
+
+    async def send_plain(self, obj: TLObject, session_hint: int = 0) -> None:
+        body = obj.write()
+        msg_id = (int(time.time() * 2**32) & ~3) | 1
+        await self.send_raw(bytes(8) + Long(msg_id) + Int(len(body)) + body)
+
+    async def send_message(self, session: Session, body: bytes, *, response: bool,
+                           content: bool = True) -> None:
+        msg_id = session.next_msg_id(response)
+        seq = session.next_seq(content)
+        packet = crypto.pack_server(session.auth.key, session.auth.key_id, session.auth.salt,
+                                    session.session_id, msg_id, seq, body)
+        await self.send_raw(packet)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for task in list(self.tasks):
+            task.cancel()
+        try:
+            self.writer.close()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+def rpc_result(req_msg_id: int, result: Any) -> bytes:
+    payload = result if isinstance(result, bytes) else result.write()
+    return Int(raw.types.RpcResult.ID, False) + Long(req_msg_id) + payload
+
+
+def rpc_error(req_msg_id: int, code: int, message: str) -> bytes:
+    return rpc_result(req_msg_id, raw.types.RpcError(error_code=code, error_message=message))
+
+
+class TgSim:
+    """One simulated Telegram. `await start()` listens on 127.0.0.1:port (0 = a free port)."""
+
+    def __init__(self, data_dir: str | os.PathLike, port: int = 0, host: str = "127.0.0.1",
+                 login_code: str = "12345"):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.host = host
+        self.port = port
+        self.key = crypto.load_or_create_key(self.data_dir / "server_key.pem")
+        (self.data_dir / "public.pem").write_bytes(self.key.public_pem())
+        self.world = World(self.data_dir, login_code=login_code)
+        self.faults = Faults()
+        self.auth_keys: dict[bytes, AuthKey] = {}
+        self.sessions: dict[tuple[bytes, bytes], Session] = {}
+        self.connections: set[Connection] = set()
+        self.pending_updates: dict[int, collections.deque] = {}
+        self.callback_waiters: dict[int, asyncio.Future] = {}
+        self.stats = collections.Counter()
+        self.pending_login: dict[bytes, tuple[str, object]] = {}
+        self.flooded_phones: dict[str, int] = {}  # phone -> FloodWait seconds on send_code
+        self.exported_auth: dict[bytes, int] = {}
+        self.srp_states: dict[int, object] = {}
+        self._server: asyncio.base_events.Server | None = None
+        from tgsim import api  # noqa: F401 - registers the handlers
+
+    # lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> "TgSim":
+        self._server = await asyncio.start_server(self._on_connect, self.host, self.port,
+                                                  limit=4 << 20)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("tgsim listening on %s:%s", self.host, self.port)
+        return self
+
+    async def stop(self) -> None:
+        if self._server:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.close()
+        if self._server:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            except asyncio.TimeoutError:
+                pass
+        self._server = None
+
+    @property
+    def public_key_path(self) -> Path:
+        return self.data_dir / "public.pem"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # test controls -----------------------------------------------------------------------
+    def connection_count(self, user_id: int | None = None) -> int:
+        live = [c for c in self.connections if not c.closed]
+        if user_id is None:
+            return len(live)
+        return sum(1 for c in live if c.auth and c.auth.user_id == user_id)
+
+    def drop_connections(self, user_id: int | None = None) -> int:
+        dropped = 0
+        for conn in list(self.connections):
+            if user_id is None or (conn.auth and conn.auth.user_id == user_id):
+                conn.close()
+                dropped += 1
+        return dropped
+
+    def revoke(self, user_id: int) -> int:
+        """Log an account out server-side: its keys answer AUTH_KEY_UNREGISTERED from now on."""
+        count = 0
+        for auth in self.auth_keys.values():
+            if auth.user_id == user_id and not auth.revoked:
+                auth.revoked = True
+                count += 1
+        return count
+
+    # connection loop ---------------------------------------------------------------------
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        conn = Connection(self, reader, writer)
+        self.connections.add(conn)
+        self.stats["connections"] += 1
+        try:
+            conn.framing = await detect(reader)
+            while not conn.closed:
+                packet = await conn.framing.read(reader)
+                await conn.in_throttle.spend(len(packet))
+                if len(packet) < 8:
+                    continue
+                if packet[:8] == bytes(8):
+                    await self._handshake(conn, packet)
+                else:
+                    await self._encrypted(conn, packet)
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError, crypto.BadMessage) as e:
+            log.debug("connection closed: %r", e)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("connection failed")
+        finally:
+            conn.close()
+            self.connections.discard(conn)
+
+    # auth key exchange -------------------------------------------------------------------
+    async def _handshake(self, conn: Connection, packet: bytes) -> None:
+        length = int.from_bytes(packet[16:20], "little")
+        req = TLObject.read(BytesIO(packet[20:20 + length]))
+        hs = conn.handshake
+        if isinstance(req, (raw.functions.ReqPqMulti, raw.functions.ReqPq)):
+            hs.clear()
+            hs["nonce"] = req.nonce
+            hs["server_nonce"] = int.from_bytes(os.urandom(16), "little", signed=True)
+            await conn.send_plain(raw.types.ResPQ(
+                nonce=req.nonce, server_nonce=hs["server_nonce"], pq=_PQ,
+                server_public_key_fingerprints=[self.key.fingerprint]))
+        elif isinstance(req, raw.functions.ReqDHParams):
+            if req.nonce != hs.get("nonce") or req.server_nonce != hs.get("server_nonce"):
+                raise ValueError("nonce mismatch")
+            if req.public_key_fingerprint != self.key.fingerprint:
+                raise ValueError("unknown fingerprint")
+            plain = self.key.decrypt(req.encrypted_data)[-255:]
+            inner = TLObject.read(BytesIO(plain[20:]))
+            if sha1(inner.write()).digest() != plain[:20]:
+                raise ValueError("bad inner hash")
+            if inner.nonce != hs["nonce"] or inner.server_nonce != hs["server_nonce"]:
+                raise ValueError("inner nonce mismatch")
+            new_nonce = inner.new_nonce.to_bytes(32, "little", signed=True)
+            server_nonce_b = hs["server_nonce"].to_bytes(16, "little", signed=True)
+            tmp_key, tmp_iv = crypto.tmp_aes(new_nonce, server_nonce_b)
+            a, g_a = crypto.new_dh_secret()
+            answer = raw.types.ServerDHInnerData(
+                nonce=hs["nonce"], server_nonce=hs["server_nonce"], g=crypto.DH_G,
+                dh_prime=crypto.dh_prime_bytes(), g_a=g_a.to_bytes(256, "big"),
+                server_time=int(time.time())).write()
+            data = sha1(answer).digest() + answer
+            data += os.urandom(-len(data) % 16)
+            hs.update(a=a, new_nonce=new_nonce, tmp_key=tmp_key, tmp_iv=tmp_iv)
+            await conn.send_plain(raw.types.ServerDHParamsOk(
+                nonce=hs["nonce"], server_nonce=hs["server_nonce"],
+                encrypted_answer=aes.ige256_encrypt(data, tmp_key, tmp_iv)))
+        elif isinstance(req, raw.functions.SetClientDHParams):
+            if "a" not in hs or req.nonce != hs["nonce"]:
+                raise ValueError("unexpected set_client_DH_params")
+            plain = aes.ige256_decrypt(req.encrypted_data, hs["tmp_key"], hs["tmp_iv"])
+            inner = TLObject.read(BytesIO(plain[20:]))
+            g_b = int.from_bytes(inner.g_b, "big")
+            if not 1 < g_b < CURRENT_DH_PRIME - 1:
+                raise ValueError("bad g_b")
+            auth_key = pow(g_b, hs["a"], CURRENT_DH_PRIME).to_bytes(256, "big")
+            key_id = crypto.auth_key_id(auth_key)
+            new_nonce = hs["new_nonce"]
+            server_nonce_b = hs["server_nonce"].to_bytes(16, "little", signed=True)
+            salt = int.from_bytes(aes.xor(new_nonce[:8], server_nonce_b[:8]), "little", signed=True)
+            self.auth_keys[key_id] = AuthKey(key=auth_key, key_id=key_id, salt=salt)
+            aux_hash = sha1(auth_key).digest()[:8]
+            nn_hash = sha1(new_nonce + b"\x01" + aux_hash).digest()[-16:]
+            await conn.send_plain(raw.types.DhGenOk(
+                nonce=hs["nonce"], server_nonce=hs["server_nonce"],
+                new_nonce_hash1=int.from_bytes(nn_hash, "little", signed=True)))
+            hs.clear()
+            self.stats["auth_keys"] += 1
+        else:
+            raise ValueError(f"unexpected plain message {type(req).__name__}")
+
+    # encrypted traffic -------------------------------------------------------------------
+    async def _encrypted(self, conn: Connection, packet: bytes) -> None:
+        auth = self.auth_keys.get(packet[:8])
+        if auth is None:
+            await conn.send_raw(Int(-404))
+            conn.close()
+            return
+        salt, session_id, message = crypto.unpack_client(packet, auth.key)
+        conn.auth = auth
+        skey = (auth.key_id, session_id)
+        session = self.sessions.get(skey)
+        if session is None:
+            session = self.sessions[skey] = Session(auth=auth, session_id=session_id, conn=conn)
+        session.conn = conn
+        if salt != auth.salt:
+            await conn.send_message(session, raw.types.BadServerSalt(
+                bad_msg_id=message.msg_id, bad_msg_seqno=message.seq_no, error_code=48,
+                new_server_salt=auth.salt).write(), response=True, content=False)
+            return
+        if not session.announced:
+            session.announced = True
+            await conn.send_message(session, raw.types.NewSessionCreated(
+                first_msg_id=message.msg_id, unique_id=int.from_bytes(os.urandom(8), "little", signed=True),
+                server_salt=auth.salt).write(), response=False)
+        await self._flush_pending(auth)
+        messages = message.body.messages if isinstance(message.body, MsgContainer) else [message]
+        for msg in messages:
+            self._handle_message(conn, session, msg)
+
+    def _handle_message(self, conn: Connection, session: Session, msg) -> None:
+        body = msg.body
+        if isinstance(body, raw.types.MsgsAck):
+            return
+        if isinstance(body, (raw.functions.Ping, raw.functions.PingDelayDisconnect)):
+            self._spawn(conn, conn.send_message(session, raw.types.Pong(
+                msg_id=msg.msg_id, ping_id=body.ping_id).write(), response=True))
+            return
+        if isinstance(body, raw.functions.DestroySession):
+            self._spawn(conn, conn.send_message(session, rpc_result(
+                msg.msg_id, raw.types.DestroySessionOk(session_id=body.session_id)),
+                response=True))
+            return
+        if isinstance(body, (raw.types.MsgsStateReq, raw.types.MsgResendReq)):
+            return
+        self._spawn(conn, self._rpc(conn, session, msg.msg_id, body))
+
+    def _spawn(self, conn: Connection, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        conn.tasks.add(task)
+        task.add_done_callback(conn.tasks.discard)
+
+    async def _rpc(self, conn: Connection, session: Session, req_msg_id: int, query) -> None:
+        from tgsim.api import Call, dispatch
+
+        no_updates = False
+        while True:  # unwrap invokeWithLayer, initConnection and friends
+            if isinstance(query, raw.functions.InvokeWithoutUpdates):
+                no_updates = session.no_updates = True
+            if isinstance(query, (raw.functions.InvokeWithLayer, raw.functions.InitConnection,
+                                  raw.functions.InvokeWithoutUpdates,
+                                  raw.functions.InvokeAfterMsg,
+                                  raw.functions.InvokeWithTakeout)):
+                query = query.query
+                continue
+            break
+        name = ".".join(query.QUALNAME.split(".")[1:])
+        self.stats[name] += 1
+        try:
+            delay = self.faults.delay_for(name)
+            if delay:
+                await asyncio.sleep(delay)
+            errors = self.faults.errors.get(name)
+            if errors:
+                raise RpcFail(400, errors.pop(0))
+            wait = self.faults.flood_wait(name)
+            if wait is not None:
+                self.stats["flood_waits"] += 1
+                raise RpcFail(420, f"FLOOD_WAIT_{wait}")
+            call = Call(self, conn, session, no_updates)
+            result = await dispatch(call, name, query)
+            payload = rpc_result(req_msg_id, result)
+        except RpcFail as e:
+            payload = rpc_error(req_msg_id, e.code, e.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("handler for %s failed", name)
+            payload = rpc_error(req_msg_id, 500, "INTERNAL_SERVER_ERROR")
+        try:
+            await conn.send_message(session, payload, response=True)
+        except (ConnectionError, OSError):
+            pass
+
+    # updates -----------------------------------------------------------------------------
+    def _updates_session(self, user_id: int) -> Session | None:
+        """The oldest live session of each key of the account gets its updates, as the main
+        session of a client is the first it opens (media sessions come later)."""
+        best: Session | None = None
+        for s in self.sessions.values():
+            if (s.auth.user_id != user_id or s.auth.revoked or s.no_updates or s.conn is None
+                    or s.conn.closed):
+                continue
+            if best is None or s.created < best.created:
+                best = s
+        return best
+
+    def push(self, user_id: int, updates: TLObject) -> None:
+        session = self._updates_session(user_id)
+        if session is None:
+            queue = self.pending_updates.setdefault(user_id, collections.deque(maxlen=200))
+            queue.append(updates)
+            return
+        conn = session.conn
+        self._spawn(conn, self._send_update(conn, session, updates))
+
+    async def _send_update(self, conn: Connection, session: Session, updates: TLObject) -> None:
+        try:
+            await conn.send_message(session, updates.write(), response=False)
+        except (ConnectionError, OSError):
+            pass
+
+    async def _flush_pending(self, auth: AuthKey) -> None:
+        if auth.user_id is None or auth.revoked:
+            return
+        queue = self.pending_updates.pop(auth.user_id, None)
+        while queue:
+            self.push(auth.user_id, queue.popleft())

@@ -1,0 +1,241 @@
+"""The simulated Telegram's state: accounts, channels, messages and files.
+
+Messages and metadata live in memory (a simulator's world is test-sized); file contents live on
+disk under the data directory and are only ever read in the slices a request asks for.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DC_ID = 2
+
+
+def _rand_long() -> int:
+    return int.from_bytes(os.urandom(8), "little", signed=True)
+
+
+@dataclass
+class Media:
+    kind: str  # "document" | "photo"
+    id: int
+    access_hash: int
+    path: Path
+    size: int
+    date: int
+    mime_type: str = "application/octet-stream"
+    attributes: list = field(default_factory=list)  # raw DocumentAttribute* objects
+    thumb_path: Path | None = None
+    thumb_size: int = 0
+    w: int = 800
+    h: int = 600
+
+
+@dataclass
+class Msg:
+    id: int
+    peer: tuple[str, int]  # ("user", id) seen from the box owner, or ("channel", id)
+    date: int
+    text: str = ""
+    from_id: int | None = None
+    entities: list | None = None
+    media: Media | None = None
+    grouped_id: int | None = None
+    reply_to: int | None = None
+    top_id: int | None = None  # forum topic
+    edit_date: int | None = None
+    reply_markup: Any = None
+    twin: tuple[int, int] | None = None  # (other account, its message id) in private chats
+    fwd_from: Any = None
+    action: Any = None  # service message action
+
+
+@dataclass
+class Account:
+    id: int
+    access_hash: int
+    first_name: str
+    username: str | None = None
+    phone: str | None = None
+    bot: bool = False
+    bot_token: str | None = None
+    password: str | None = None
+    premium: bool = False
+    deactivated: bool = False
+    next_msg_id: int = 1
+    pts: int = 1
+    box: dict[int, Msg] = field(default_factory=dict)
+    bot_commands: list = field(default_factory=list)
+
+    def new_msg_id(self) -> int:
+        mid = self.next_msg_id
+        self.next_msg_id += 1
+        return mid
+
+
+@dataclass
+class Topic:
+    id: int
+    title: str
+    date: int
+
+
+@dataclass
+class Channel:
+    id: int
+    access_hash: int
+    title: str
+    creator_id: int
+    date: int
+    username: str | None = None
+    broadcast: bool = True
+    megagroup: bool = False
+    forum: bool = False
+    noforwards: bool = False
+    about: str = ""
+    members: set[int] = field(default_factory=set)
+    admins: set[int] = field(default_factory=set)
+    invite_hash: str | None = None
+    messages: dict[int, Msg] = field(default_factory=dict)
+    next_msg_id: int = 1
+    pts: int = 1
+    topics: dict[int, Topic] = field(default_factory=dict)
+
+    def new_msg_id(self) -> int:
+        mid = self.next_msg_id
+        self.next_msg_id += 1
+        return mid
+
+
+@dataclass
+class Upload:
+    """Parts of a file being uploaded, kept as separate files until the send call names it."""
+    dir: Path
+    parts: set[int] = field(default_factory=set)
+    total_parts: int | None = None
+    touched: float = field(default_factory=time.monotonic)
+
+
+class World:
+    MAX_UPLOADS = 512
+
+    def __init__(self, data_dir: Path, login_code: str = "12345"):
+        self.data_dir = data_dir
+        self.files_dir = data_dir / "files"
+        self.uploads_dir = data_dir / "uploads"
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        self.login_code = login_code
+        self.accounts: dict[int, Account] = {}
+        self.by_phone: dict[str, int] = {}
+        self.by_username: dict[str, tuple[str, int]] = {}
+        self.by_token: dict[str, int] = {}
+        self.channels: dict[int, Channel] = {}
+        self.media: dict[int, Media] = {}
+        self.uploads: dict[tuple[bytes, int], Upload] = {}
+        self.phone_codes: dict[str, str] = {}  # phone_code_hash -> phone
+        self._user_ids = itertools.count(100001)
+        self._channel_ids = itertools.count(1000000001)
+
+    # accounts ---------------------------------------------------------------------------
+    def add_user(self, phone: str, first_name: str = "User", username: str | None = None,
+                 password: str | None = None, premium: bool = False) -> Account:
+        acc = Account(id=next(self._user_ids), access_hash=_rand_long(), first_name=first_name,
+                      username=username, phone=phone, password=password, premium=premium)
+        self.accounts[acc.id] = acc
+        self.by_phone[phone] = acc.id
+        if username:
+            self.by_username[username.lower()] = ("user", acc.id)
+        return acc
+
+    def add_bot(self, username: str, first_name: str = "Bot") -> Account:
+        acc = Account(id=next(self._user_ids), access_hash=_rand_long(), first_name=first_name,
+                      username=username, bot=True)
+        acc.bot_token = f"{acc.id}:{secrets.token_urlsafe(26)[:35]}"
+        self.accounts[acc.id] = acc
+        self.by_token[acc.bot_token] = acc.id
+        self.by_username[username.lower()] = ("user", acc.id)
+        return acc
+
+    def account_by_phone(self, phone: str) -> Account | None:
+        uid = self.by_phone.get(phone)
+        return self.accounts.get(uid) if uid else None
+
+    # channels ---------------------------------------------------------------------------
+    def add_channel(self, creator_id: int, title: str, broadcast: bool = True,
+                    megagroup: bool = False, forum: bool = False, about: str = "") -> Channel:
+        ch = Channel(id=next(self._channel_ids), access_hash=_rand_long(), title=title,
+                     creator_id=creator_id, date=int(time.time()), broadcast=broadcast,
+                     megagroup=megagroup, forum=forum, about=about)
+        ch.members.add(creator_id)
+        ch.admins.add(creator_id)
+        ch.invite_hash = secrets.token_urlsafe(12)
+        self.channels[ch.id] = ch
+        if forum:
+            ch.topics[1] = Topic(id=1, title="General", date=ch.date)
+        return ch
+
+    def set_username(self, ch: Channel, username: str | None) -> None:
+        if ch.username:
+            self.by_username.pop(ch.username.lower(), None)
+        ch.username = username
+        if username:
+            self.by_username[username.lower()] = ("channel", ch.id)
+
+    def channel_by_invite(self, invite_hash: str) -> Channel | None:
+        for ch in self.channels.values():
+            if ch.invite_hash == invite_hash:
+                return ch
+        return None
+
+    # files ------------------------------------------------------------------------------
+    def upload_part(self, key_id: bytes, file_id: int, part: int, data: bytes,
+                    total_parts: int | None = None) -> None:
+        up = self.uploads.get((key_id, file_id))
+        if up is None:
+            if len(self.uploads) >= self.MAX_UPLOADS:
+                oldest = min(self.uploads, key=lambda k: self.uploads[k].touched)
+                shutil.rmtree(self.uploads.pop(oldest).dir, ignore_errors=True)
+            d = self.uploads_dir / f"{key_id.hex()}_{file_id & 0xFFFFFFFFFFFFFFFF:x}"
+            d.mkdir(parents=True, exist_ok=True)
+            up = self.uploads[(key_id, file_id)] = Upload(dir=d)
+        (up.dir / str(part)).write_bytes(data)
+        up.parts.add(part)
+        up.touched = time.monotonic()
+        if total_parts is not None:
+            up.total_parts = total_parts
+
+    def finish_upload(self, key_id: bytes, file_id: int, parts: int) -> tuple[Path, int]:
+        """Join the parts into one stored file, streaming part by part."""
+        up = self.uploads.pop((key_id, file_id), None)
+        if up is None or len(up.parts) < parts or any(i not in up.parts for i in range(parts)):
+            raise LookupError("FILE_PARTS_INVALID")
+        target = self.files_dir / secrets.token_hex(12)
+        size = 0
+        with open(target, "wb") as out:
+            for i in range(parts):
+                with open(up.dir / str(i), "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                    size = out.tell()
+        shutil.rmtree(up.dir, ignore_errors=True)
+        return target, size
+
+    def add_media(self, media: Media) -> Media:
+        self.media[media.id] = media
+        return media
+
+    def new_media(self, kind: str, path: Path, size: int, **kw) -> Media:
+        return self.add_media(Media(kind=kind, id=_rand_long(), access_hash=_rand_long(),
+                                    path=path, size=size, date=int(time.time()), **kw))
+
+    def store_bytes(self, data: bytes) -> Path:
+        target = self.files_dir / secrets.token_hex(12)
+        target.write_bytes(data)
+        return target
