@@ -25,10 +25,13 @@ def install_server_key(pem_path: str | Path) -> int:
 
 
 class PinnedStorage(SQLiteStorage):
-    """In-memory session storage whose server address is always the configured one."""
+    """Session storage whose server address is always the configured one. In memory unless a
+    workdir is given (the bot keeps its peers across restarts there)."""
 
-    def __init__(self, name: str, host: str, port: int, session_string: str | None = None):
-        super().__init__(name, workdir=Path("."), session_string=session_string, in_memory=True)
+    def __init__(self, name: str, host: str, port: int, session_string: str | None = None,
+                 workdir: Path | None = None):
+        super().__init__(name, workdir=Path(workdir or "."), session_string=session_string,
+                         in_memory=workdir is None or session_string is not None)
         self._host = host
         self._port = port
 
@@ -51,11 +54,15 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 def client_options(name: str, server: tuple[str, int] | None, key_path: str | Path | None,
-                   session_string: str | None = None) -> dict:
-    """Keyword arguments for pyrogram.Client: in-memory storage, pinned when a server is set."""
+                   session_string: str | None = None, workdir: Path | None = None) -> dict:
+    """Keyword arguments for pyrogram.Client: storage in memory (or in workdir), pinned to the
+    configured server when there is one."""
     if server is None:
-        return {"session_string": session_string} if session_string else {"in_memory": True}
+        if session_string:
+            return {"session_string": session_string}
+        return {"workdir": str(workdir)} if workdir else {"in_memory": True}
     if key_path is None:
         raise ValueError("TELEGRAM_SERVER_KEY is required with TELEGRAM_SERVER")
     install_server_key(key_path)
-    return {"storage_engine": PinnedStorage(name, server[0], server[1], session_string)}
+    return {"storage_engine": PinnedStorage(name, server[0], server[1], session_string,
+                                            workdir)}

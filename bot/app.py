@@ -1,0 +1,163 @@
+"""Composition root: builds every part, starts them in order and stops them in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from pathlib import Path
+
+from pyrogram import Client, enums, errors, types
+from pyrogram.types import BotCommand
+
+from bot.config import Settings
+from bot.server import WebServer
+from helpers.database import Database
+from helpers.janitor import Janitor
+from helpers.logs import register_secret, setup_logging
+from helpers.memory_monitor import MemoryMonitor
+from helpers.pipeline import Pipeline
+from helpers.queue_manager import QueueManager
+from helpers.telegram_server import client_options
+
+log = logging.getLogger("bot")
+
+COMMANDS = [
+    ("start", "Welcome and how to use the bot"),
+    ("help", "Every command and the accepted link forms"),
+    ("status", "Your jobs and their places in the queue"),
+    ("canceldownload", "Cancel your queued and running jobs"),
+    ("batch", "Download a run of messages: /batch <link> <count>"),
+]
+
+
+class App:
+    """The running bot. Plugins reach it as `client.app`."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.started_at = time.time()
+        self.db: Database | None = None
+        self.bot: Client | None = None
+        self.queue: QueueManager | None = None
+        self.web: WebServer | None = None
+        self.bytes_transferred = 0
+        self.monitor = MemoryMonitor(settings.memory_limit_mb, settings.memory_warn_mb,
+                                     settings.spike_mb, settings.memory_check_interval)
+        self.janitor = Janitor(settings.assets_dir, max_age_s=settings.janitor_max_age_s,
+                               owned=self._owned_dirs)
+        secret = (settings.session_key or settings.bot_token or "tgsim").encode()
+        self._callback_key = hashlib.sha256(b"callback:" + secret).digest()
+
+    # parts ------------------------------------------------------------------------------
+    def _make_bot(self) -> Client:
+        s = self.settings
+        workdir = Path(s.database_path).parent
+        workdir.mkdir(parents=True, exist_ok=True)
+        opts = client_options("bot", s.telegram_server, s.telegram_server_key, workdir=workdir)
+        client = Client("bot", api_id=s.api_id, api_hash=s.api_hash, bot_token=s.bot_token,
+                        plugins={"root": "plugins"}, workers=8, **opts)
+        client.app = self
+        return client
+
+    def _owned_dirs(self) -> set[str]:
+        return {str(j) for j in (self.queue.active_job_ids() if self.queue else ())}
+
+    def is_admin(self, user_id: int) -> bool:
+        return self.settings.is_admin(user_id)
+
+    # callback data is signed so a forged or replayed button cannot name another job ----------
+    def sign(self, action: str, job_id: int, user_id: int) -> str:
+        mac = hmac.new(self._callback_key, f"{action}:{job_id}:{user_id}".encode(), "sha256")
+        return f"{action}:{job_id}:{mac.hexdigest()[:16]}"
+
+    def verify(self, data: str, user_id: int) -> tuple[str, int] | None:
+        try:
+            action, job_s, mac = data.split(":")
+            job_id = int(job_s)
+        except ValueError:
+            return None
+        good = self.sign(action, job_id, user_id).rsplit(":", 1)[1]
+        return (action, job_id) if hmac.compare_digest(good, mac) else None
+
+    def cancel_markup(self, job: dict) -> types.InlineKeyboardMarkup:
+        return types.InlineKeyboardMarkup([[types.InlineKeyboardButton(
+            "Cancel", callback_data=self.sign("cancel", job["id"], job["user_id"]))]])
+
+    async def notify(self, user_id: int, text: str) -> None:
+        if text.endswith(" started"):
+            return  # the pipeline posts its own progress message when a job starts
+        try:
+            await self.bot.send_message(user_id, text, parse_mode=enums.ParseMode.DISABLED)
+        except errors.FloodWait as e:
+            log.warning("notify skipped: FloodWait %ss", e.value)
+
+    async def _count_bytes(self, job_id: int, n: int) -> None:
+        self.bytes_transferred += n
+        await self.db.add_bytes(job_id, n)
+
+    def status(self) -> dict:
+        q = self.queue
+        return {
+            "sessions_live": 0,
+            "queue_waiting": q.waiting if q else 0,
+            "transfers_active": q.running if q else 0,
+            "bytes_transferred": self.bytes_transferred,
+            "jobs": {"done": q.done_count, "failed": q.failed_count,
+                     "cancelled": q.cancelled_count} if q else {},
+        }
+
+    # lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        setup_logging(s.log_file, s.log_level)
+        for value in (s.api_hash, s.bot_token, s.session_key):
+            if value:
+                register_secret(value)
+        self.db = await Database.open(s.database_path)
+        self.bot = self._make_bot()
+        await self.bot.start()
+        log.info("Bot started as @%s", self.bot.me.username)
+        await self.bot.set_bot_commands([BotCommand(c, d) for c, d in COMMANDS])
+        pipeline = Pipeline(self.bot, self.janitor, self.monitor,
+                            progress_interval=s.progress_interval_s,
+                            cancel_markup=self.cancel_markup, on_bytes=self._count_bytes)
+        self.queue = QueueManager(self.db, pipeline.run, max_concurrent=s.max_concurrent_downloads,
+                                  max_queue=s.max_queue, max_per_user=s.max_jobs_per_user,
+                                  admission=self.monitor.admit, notify=self.notify)
+        self.monitor.register_gauge("queue length", lambda: self.queue.waiting)
+        self.monitor.register_gauge("active downloads", lambda: self.queue.running)
+        await self.queue.start()
+        self.web = WebServer(s.port, is_connected=lambda: bool(self.bot and self.bot.is_connected),
+                             monitor=self.monitor, status=self.status)
+        await self.web.start()
+        self.monitor.start()
+        self.janitor.start()
+        self.monitor.snapshot("startup", {"port": self.web.bound_port})
+
+    async def stop(self) -> None:
+        """Stop taking jobs, let running ones go back to the queue, persist, close."""
+        log.info("Shutting down")
+        if self.queue:
+            await self.queue.stop(timeout=20)
+        await self.janitor.stop()
+        await self.monitor.stop()
+        if self.web:
+            await self.web.stop()
+        if self.bot and self.bot.is_connected:
+            try:
+                await self.bot.stop()
+            except Exception:  # noqa: BLE001 - shutting down regardless
+                log.exception("bot stop failed")
+        if self.db:
+            await self.db.close()
+        log.info("Stopped")
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()

@@ -1,0 +1,107 @@
+"""A short rehearsal: tgsim on loopback, the real bot against it, a simulated user sending
+links, and a table of what came back. Needs no Telegram credentials and no network."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+from pyrogram import Client, filters
+
+from bot.config import Settings
+
+API_ID, API_HASH = 12345, "0123456789abcdef0123456789abcdef"
+
+
+def sim_settings(base: Settings, sim, bot_token: str, workdir: Path) -> Settings:
+    """Settings that point the bot at a running tgsim, with every file under workdir."""
+    return dataclasses.replace(
+        base, api_id=API_ID, api_hash=API_HASH, bot_token=bot_token,
+        telegram_server=("127.0.0.1", sim.port), telegram_server_key=str(sim.public_key_path),
+        database_path=str(workdir / "bot.db"), assets_dir=str(workdir / "Assets"),
+        log_file=str(workdir / "logs.txt"), port=0, progress_interval_s=3.0)
+
+
+async def sim_user(sim, phone: str, name: str) -> Client:
+    """A real client logged in to tgsim through the code flow."""
+    from helpers.telegram_server import client_options
+
+    client = Client(f"user{phone}", api_id=API_ID, api_hash=API_HASH,
+                    **client_options(f"user{phone}", ("127.0.0.1", sim.port),
+                                     sim.public_key_path))
+    await client.connect()
+    sent = await client.send_code(phone)
+    result = await client.sign_in(phone, sent.phone_code_hash, sim.world.login_code)
+    if not getattr(result, "id", None):
+        await client.sign_up(phone, sent.phone_code_hash, name)
+    client.me = await client.get_me()
+    await client.initialize()
+    return client
+
+
+def _digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+async def rehearse(base: Settings) -> int:
+    from bot.app import App
+    from tgsim import TgSim
+
+    work = Path(tempfile.mkdtemp(prefix="bot-rehearsal-"))
+    sim = await TgSim(work / "tgsim").start()
+    bot_acc = sim.world.add_bot("rehearsal_bot", "Rehearsal Bot")
+    app = App(sim_settings(base, sim, bot_acc.bot_token, work))
+    await app.start()
+    user = await sim_user(sim, "+15550100", "Newcomer")
+    received: asyncio.Queue = asyncio.Queue()
+
+    @user.on_message(filters.private & filters.user(bot_acc.id))
+    async def collect(_, message):
+        if message.media:
+            await received.put(message)
+
+    try:
+        ch = await user.create_channel("Rehearsal", "public test channel")
+        await user.set_chat_username(ch.id, "rehearsalchan")
+        src = work / "sample.bin"
+        src.write_bytes(os.urandom(8 * 1024 * 1024))
+        posts = [await user.send_document("rehearsalchan", str(src), caption=f"sample {i}")
+                 for i in range(2)]
+        locked = await user.create_channel("Locked", "protected channel")
+        await user.set_chat_protected_content(locked.id, True)
+        await user.add_chat_members(locked.id, "rehearsal_bot")
+        await user.promote_chat_member(locked.id, "rehearsal_bot")
+        secret = await user.send_document(locked.id, str(src), caption="protected sample")
+        links = [f"https://t.me/rehearsalchan/{posts[0].id}-{posts[1].id}",
+                 f"https://t.me/c/{str(locked.id)[4:]}/{secret.id}"]
+        start = time.monotonic()
+        await user.send_message("rehearsal_bot", "\n".join(links))
+        want = _digest(str(src))
+        rows = []
+        for _ in range(3):
+            msg = await asyncio.wait_for(received.get(), 120)
+            path = await user.download_media(msg, file_name=str(work / "got" / "x"))
+            rows.append((msg.caption, _digest(path) == want))
+            os.remove(path)
+        elapsed = time.monotonic() - start
+        rss = psutil.Process().memory_info().rss / 1048576
+        print(f"{'delivered':<22}{'bytes identical':>16}")
+        for caption, same in rows:
+            print(f"{caption:<22}{'yes' if same else 'NO':>16}")
+        print(f"\n3 jobs in {elapsed:.1f} s; process RSS {rss:.0f} MB (bot + tgsim + user)")
+        print(f"Logs of the rehearsal: {work / 'logs.txt'}")
+        return 0 if all(same for _, same in rows) else 1
+    finally:
+        await user.stop()
+        await app.stop()
+        await sim.stop()

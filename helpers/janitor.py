@@ -1,0 +1,225 @@
+"""Assets/ cleanup and safe names inside it.
+
+Each job downloads into Assets/<job_id>/ and the pipeline deletes that folder when the
+job ends. The janitor catches what a crash or a bug left behind, so the disk of a small
+instance never fills up with orphans. It only ever deletes entries directly inside
+assets_dir and never follows a symlink, so nothing outside can be touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import shutil
+import stat
+import time
+import unicodedata
+from pathlib import Path
+from typing import Callable, Iterable
+
+log = logging.getLogger(__name__)
+
+_MAX_NAME_BYTES = 128
+_MAX_EXT_BYTES = 16
+_WINDOWS_BAD = set('<>:"|?*')
+# Bidi controls let "evil\u202Egpj.exe" display as "evilexe.jpg"; line separators
+# break log lines and captions.
+_INVISIBLE = {
+    "\u061c", "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e",
+    "\u2066", "\u2067", "\u2068", "\u2069", "\u2028", "\u2029", "\ufeff",
+}
+_RESERVED = {"CON", "PRN", "AUX", "NUL", "CLOCK$", "CONIN$", "CONOUT$"}
+_RESERVED |= {f"{p}{d}" for p in ("COM", "LPT") for d in "0123456789¹²³"}
+_DOTS = re.compile(r"\.{2,}")
+
+
+def _clean(name: object, max_bytes: int) -> str:
+    if name is None:
+        return ""
+    text = unicodedata.normalize("NFC", str(name))
+    chars = []
+    for ch in text:
+        if ch in "/\\" or ch in _WINDOWS_BAD:
+            chars.append("_")
+        elif ch in _INVISIBLE or unicodedata.category(ch) in ("Cc", "Cs"):
+            continue  # control chars (NUL, newline, ...) and lone surrogates
+        elif ch.isspace():
+            chars.append(" ")
+        else:
+            chars.append(ch)
+    s = _DOTS.sub(".", "".join(chars))
+    # Leading dots would hide the file (and "." / ".." are paths); trailing dots and
+    # spaces are silently dropped by Windows, which makes names collide.
+    s = s.strip(" .")
+    if not s:
+        return ""
+    if s.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
+        s = "_" + s
+    stem, dot, ext = s.rpartition(".")
+    # The extension must leave room for a stem: with a small max_bytes a negative
+    # budget would slice from the end and return a name longer than the limit.
+    if (dot and stem and 0 < len(ext.encode()) <= _MAX_EXT_BYTES and " " not in ext
+            and len(ext.encode()) + 2 <= max_bytes):
+        ext = "." + ext
+    else:
+        stem, ext = s, ""
+    budget = max_bytes - len(ext.encode())
+    stem = stem.encode()[:budget].decode("utf-8", "ignore").rstrip(" .")
+    if not stem:
+        return ""
+    return stem + ext
+
+
+def safe_filename(name: str | None, fallback: str = "file", max_bytes: int = _MAX_NAME_BYTES) -> str:
+    """A single path component that cannot leave its folder, whatever Telegram sent.
+
+    Keeps the extension when the name must be shortened, so the upload keeps its type.
+    """
+    out = _clean(name, max_bytes) or _clean(fallback, max_bytes) or "file"
+    assert "/" not in out and "\\" not in out and "\x00" not in out and out not in (".", "..")
+    return out
+
+
+def _tree_stat(path: str) -> tuple[float, int]:
+    """Newest mtime and total size under path, without following symlinks.
+
+    The newest mtime, not the folder's own: writing parts into an existing file does
+    not touch the folder's mtime, and a live transfer must not look old.
+    """
+    st = os.lstat(path)
+    newest, size = st.st_mtime, (st.st_size if stat.S_ISREG(st.st_mode) else 0)
+    if not stat.S_ISDIR(st.st_mode):
+        return newest, size
+    stack = [path]
+    while stack:
+        try:
+            it = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with it:
+            for entry in it:
+                try:
+                    est = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                newest = max(newest, est.st_mtime)
+                if stat.S_ISDIR(est.st_mode):
+                    stack.append(entry.path)
+                elif stat.S_ISREG(est.st_mode):
+                    size += est.st_size
+    return newest, size
+
+
+def _remove(path: str) -> None:
+    st = os.lstat(path)
+    if stat.S_ISDIR(st.st_mode):
+        # On Linux rmtree uses the fd-based variant, safe against symlink races.
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)  # a file or a symlink itself, never its target
+
+
+class Janitor:
+    def __init__(
+        self,
+        assets_dir: str | os.PathLike,
+        max_age_s: float = 1800,
+        interval_s: float = 300,
+        owned: Callable[[], Iterable[str | int]] | None = None,
+    ):
+        self.assets_dir = Path(assets_dir).absolute()
+        self.assets_dir.mkdir(parents=True, exist_ok=True)
+        self.max_age_s = max_age_s
+        self.interval_s = interval_s
+        self._owned = owned or (lambda: ())
+        self._task: asyncio.Task | None = None
+        self.removed_total = 0
+        self.freed_total = 0
+
+    # ------------------------------------------------------------------ job folders
+
+    def job_dir(self, job_id: int) -> Path:
+        """int() first: a job id is never a path, whatever type the caller passes."""
+        path = self.assets_dir / str(int(job_id))
+        if path.is_symlink():
+            path.unlink()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def file_path(self, job_id: int, name: str | None, fallback: str = "file") -> Path:
+        return self.job_dir(job_id) / safe_filename(name, fallback)
+
+    def remove_job_dir(self, job_id: int) -> int:
+        """Returns the bytes freed (0 when the folder was already gone)."""
+        path = str(self.assets_dir / str(int(job_id)))
+        try:
+            _, size = _tree_stat(path)
+            _remove(path)
+        except FileNotFoundError:
+            return 0
+        return size
+
+    # ------------------------------------------------------------------ sweeping
+
+    def sweep(self, owned: Iterable[str | int] | None = None, now: float | None = None) -> tuple[int, int]:
+        """Blocking; the periodic loop runs it in a thread. Returns (removed, bytes freed)."""
+        keep = {str(x) for x in (self._owned() if owned is None else owned)}
+        now = time.time() if now is None else now
+        removed = freed = 0
+        try:
+            it = os.scandir(self.assets_dir)
+        except FileNotFoundError:
+            return 0, 0
+        with it:
+            for entry in it:
+                if entry.name in keep:
+                    continue
+                try:
+                    newest, size = _tree_stat(entry.path)
+                    if now - newest < self.max_age_s:
+                        continue
+                    _remove(entry.path)
+                except FileNotFoundError:
+                    continue
+                except OSError as e:
+                    log.warning("janitor: cannot remove %s: %s", entry.path, e)
+                    continue
+                removed += 1
+                freed += size
+        self.removed_total += removed
+        self.freed_total += freed
+        if removed:
+            log.info("janitor: removed %d stale entries, freed %.1f MB", removed, freed / 2**20)
+        return removed, freed
+
+    async def sweep_async(self) -> tuple[int, int]:
+        # owned() reads the queue's live state: call it on the loop, not in the thread.
+        owned = {str(x) for x in self._owned()}
+        return await asyncio.to_thread(self.sweep, owned)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.sweep_async()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("janitor sweep failed")
+            await asyncio.sleep(self.interval_s)
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop(), name="janitor")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                cur = asyncio.current_task()
+                if cur is not None and cur.cancelling():
+                    raise  # our own caller is being cancelled, not just the loop

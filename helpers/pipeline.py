@@ -1,0 +1,229 @@
+"""One job end to end: link -> message(s) -> copy, or download + re-upload -> cleanup.
+
+The job row holds only the chat reference and message id; pyrogram Message objects live for
+the duration of the job and no longer. Expected failures raise JobError with a line for the
+user; the queue records and reports them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from pyrogram import Client, enums, errors, types
+
+from helpers.janitor import Janitor, safe_filename
+from helpers.memory_monitor import MemoryMonitor
+from helpers.progress import ProgressReporter
+from helpers.queue_manager import JobError
+
+log = logging.getLogger("pipeline")
+
+# Errors that mean "this account cannot see that chat".
+_UNREADABLE = (errors.ChannelInvalid, errors.ChannelPrivate, errors.UsernameNotOccupied,
+               errors.UsernameInvalid, errors.PeerIdInvalid, errors.ChatIdInvalid,
+               errors.ChannelPublicGroupNa)
+_AUTH_GONE = (errors.AuthKeyUnregistered, errors.AuthKeyDuplicated, errors.SessionRevoked,
+              errors.UserDeactivated, errors.UserDeactivatedBan)
+
+MarkupFactory = Callable[[dict], "types.InlineKeyboardMarkup | None"]
+
+
+def chat_of(chat_ref: str) -> int | str:
+    """A stored chat reference back to what pyrogram accepts: -100 id or username."""
+    return int(chat_ref) if chat_ref.lstrip("-").isdigit() else chat_ref
+
+
+class Pipeline:
+    def __init__(self, bot: Client, janitor: Janitor, monitor: MemoryMonitor, *,
+                 progress_interval: float, cancel_markup: MarkupFactory,
+                 on_bytes: Callable[[int, int], Awaitable[None]] | None = None,
+                 reader_for: Callable[[dict], Awaitable[Client]] | None = None):
+        self.bot = bot
+        self.janitor = janitor
+        self.monitor = monitor
+        self.progress_interval = progress_interval
+        self.cancel_markup = cancel_markup
+        self.on_bytes = on_bytes
+        self.reader_for = reader_for
+
+    async def run(self, job: dict) -> None:
+        job_id, user_id = job["id"], job["user_id"]
+        markup = self.cancel_markup(job)
+        status = await self.bot.send_message(
+            user_id, f"Job #{job_id} started: fetching message {job['msg_id']}…",
+            reply_markup=markup, parse_mode=enums.ParseMode.DISABLED)
+
+        async def edit(text: str) -> None:
+            await self.bot.edit_message_text(user_id, status.id, text, reply_markup=markup,
+                                             parse_mode=enums.ParseMode.DISABLED)
+
+        reporter = ProgressReporter(edit, min_interval=self.progress_interval,
+                                    name=f"Job #{job_id}")
+        # A restart resumes a job from scratch: whatever a previous run left is removed.
+        self.janitor.remove_job_dir(job_id)
+        try:
+            async with self.monitor.track("Job", {"job": job_id, "msg": job["msg_id"]}):
+                summary = await self._deliver(job, reporter)
+            await reporter.finish(f"Job #{job_id} done: {summary}")
+        except JobError as e:
+            await reporter.finish(f"Job #{job_id} failed: {e}")
+            raise
+        except BaseException as e:
+            if isinstance(e, Exception):
+                await reporter.finish(f"Job #{job_id} failed.")
+            else:  # cancelled
+                await _quietly(reporter.finish(f"Job #{job_id} cancelled."))
+            raise
+        finally:
+            await reporter.close()
+            self.janitor.remove_job_dir(job_id)
+
+    async def _deliver(self, job: dict, reporter: ProgressReporter) -> str:
+        user_id = job["user_id"]
+        client = self.bot if self.reader_for is None else await self.reader_for(job)
+        chat = chat_of(job["chat_ref"])
+        msg = await self._fetch(client, chat, job["msg_id"])
+        group = [msg]
+        if msg.media_group_id:
+            group = await client.get_media_group(chat, msg.id)
+        if not msg.has_protected_content and client is self.bot:
+            try:
+                if len(group) > 1:
+                    await self.bot.copy_media_group(user_id, chat, msg.id)
+                else:
+                    await msg.copy(user_id)
+                return "copied" if len(group) == 1 else f"album of {len(group)} copied"
+            except errors.ChatForwardsRestricted:
+                pass  # protected after all: fall through to download + upload
+        if not msg.media:
+            await self.bot.send_message(user_id, msg.text or "", entities=msg.entities,
+                                        parse_mode=enums.ParseMode.DISABLED)
+            return "text delivered"
+        job_dir = self.janitor.job_dir(job["id"])
+        files = []
+        for item in group:
+            files.append(await self._download(client, item, job_dir, reporter, job))
+        await self._upload(user_id, group, files, reporter, job)
+        total = sum(os.path.getsize(f[0]) for f in files)
+        return f"{len(files)} file(s), {total / 1048576:.1f} MB"
+
+    async def _fetch(self, client: Client, chat, msg_id: int) -> types.Message:
+        try:
+            msg = await client.get_messages(chat, msg_id)
+        except _AUTH_GONE:
+            raise
+        except _UNREADABLE:
+            raise JobError("I cannot read that chat: it does not exist, or it is private "
+                           "and I am not a member of it.") from None
+        except (KeyError, ValueError):
+            raise JobError("I cannot read that chat: it is unknown to me.") from None
+        if msg is None or msg.empty:
+            raise JobError(f"Message {msg_id} does not exist or was deleted.")
+        if msg.service:
+            raise JobError(f"Message {msg_id} is a service message: nothing to deliver.")
+        return msg
+
+    async def _download(self, client: Client, msg: types.Message, job_dir: Path,
+                        reporter: ProgressReporter, job: dict) -> tuple[str, str | None]:
+        media = _media_of(msg)
+        name = safe_filename(getattr(media, "file_name", None),
+                             fallback=f"{msg.media.value}_{msg.id}{_default_ext(msg)}")
+        target = job_dir / name
+
+        def progress(done: int, total: int) -> None:
+            reporter.update("Downloading", done, total)
+
+        async with self.monitor.track("Download", {"job": job["id"], "size": _size(media)}):
+            path = await client.download_media(msg, file_name=str(target), progress=progress)
+        if path is None:
+            raise JobError("The download was interrupted; please try again.")
+        thumb = None
+        thumbs = getattr(media, "thumbs", None)
+        if thumbs and msg.media != enums.MessageMediaType.PHOTO:
+            thumb = await client.download_media(thumbs[0].file_id,
+                                                file_name=str(job_dir / f"thumb_{msg.id}.jpg"))
+        if self.on_bytes:
+            await self.on_bytes(job["id"], os.path.getsize(path))
+        return path, thumb
+
+    async def _upload(self, user_id: int, group: list[types.Message], files: list,
+                      reporter: ProgressReporter, job: dict) -> None:
+        def progress(done: int, total: int) -> None:
+            reporter.update("Uploading", done, total)
+
+        async with self.monitor.track("Upload", {"job": job["id"], "files": len(files)}):
+            if len(group) > 1:
+                await self.bot.send_media_group(
+                    user_id, [_input_media(m, p, t) for m, (p, t) in zip(group, files)])
+                return
+            await _send_one(self.bot, user_id, group[0], *files[0], progress)
+
+
+async def _quietly(coro) -> None:
+    try:
+        await coro
+    except Exception:  # noqa: BLE001 - a last status edit must never mask the real outcome
+        pass
+
+
+def _media_of(msg: types.Message):
+    return getattr(msg, msg.media.value, None) if msg.media else None
+
+
+def _size(media) -> int:
+    return getattr(media, "file_size", 0) or 0
+
+
+def _default_ext(msg: types.Message) -> str:
+    return {enums.MessageMediaType.PHOTO: ".jpg", enums.MessageMediaType.VIDEO: ".mp4",
+            enums.MessageMediaType.AUDIO: ".mp3", enums.MessageMediaType.VOICE: ".ogg",
+            enums.MessageMediaType.ANIMATION: ".mp4"}.get(msg.media, "")
+
+
+def _caption(msg: types.Message) -> dict:
+    return {"caption": msg.caption or "", "caption_entities": msg.caption_entities,
+            "parse_mode": enums.ParseMode.DISABLED}
+
+
+async def _send_one(bot: Client, chat_id: int, msg: types.Message, path: str,
+                    thumb: str | None, progress) -> None:
+    kind = msg.media
+    media = _media_of(msg)
+    common = {"progress": progress, **_caption(msg)}
+    if kind == enums.MessageMediaType.PHOTO:
+        await bot.send_photo(chat_id, path, **common)
+    elif kind == enums.MessageMediaType.VIDEO:
+        await bot.send_video(chat_id, path, duration=media.duration or 0, width=media.width or 0,
+                             height=media.height or 0, thumb=thumb,
+                             file_name=os.path.basename(path),
+                             supports_streaming=bool(media.supports_streaming), **common)
+    elif kind == enums.MessageMediaType.AUDIO:
+        await bot.send_audio(chat_id, path, duration=media.duration or 0,
+                             performer=media.performer, title=media.title, thumb=thumb,
+                             file_name=os.path.basename(path), **common)
+    elif kind == enums.MessageMediaType.ANIMATION:
+        await bot.send_animation(chat_id, path, duration=media.duration or 0,
+                                 width=media.width or 0, height=media.height or 0, thumb=thumb,
+                                 **common)
+    elif kind == enums.MessageMediaType.VOICE:
+        await bot.send_voice(chat_id, path, duration=media.duration or 0, **common)
+    else:
+        await bot.send_document(chat_id, path, thumb=thumb, file_name=os.path.basename(path),
+                                force_document=True, **common)
+
+
+def _input_media(msg: types.Message, path: str, thumb: str | None):
+    cap = _caption(msg)
+    if msg.media == enums.MessageMediaType.PHOTO:
+        return types.InputMediaPhoto(path, **cap)
+    media = _media_of(msg)
+    if msg.media == enums.MessageMediaType.VIDEO:
+        return types.InputMediaVideo(path, thumb=thumb, width=media.width or 0,
+                                     height=media.height or 0, duration=media.duration or 0,
+                                     **cap)
+    if msg.media == enums.MessageMediaType.AUDIO:
+        return types.InputMediaAudio(path, thumb=thumb, duration=media.duration or 0, **cap)
+    return types.InputMediaDocument(path, thumb=thumb, **cap)
