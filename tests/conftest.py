@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import sys
 from pathlib import Path
@@ -17,7 +16,6 @@ if str(ROOT) not in sys.path:
 from tests.simclient import SimClients  # noqa: E402
 from tgsim import TgSim  # noqa: E402
 
-logging.getLogger("pyrogram").setLevel(logging.WARNING)
 
 
 @pytest.fixture
