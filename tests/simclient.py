@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import os
+from pathlib import Path
 
 from pyrogram import Client
 
@@ -60,3 +63,22 @@ class SimClients:
             except Exception:  # noqa: BLE001 - best effort at teardown
                 pass
         self.started.clear()
+
+
+def write_random(path, size: int) -> Path:
+    """A file of random bytes, written in 1 MB chunks (never whole in memory)."""
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            chunk = os.urandom(min(left, 1 << 20))
+            f.write(chunk)
+            left -= len(chunk)
+    return Path(path)
+
+
+def file_digest(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

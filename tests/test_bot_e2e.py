@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import signal
 import subprocess
@@ -18,26 +17,9 @@ from pyrogram.types import InputMediaDocument, InputMediaPhoto
 from bot.app import App
 from bot.config import load_settings
 from bot.rehearsal import sim_settings
+from tests.simclient import file_digest, write_random
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _write(path: Path, size: int) -> Path:
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            chunk = os.urandom(min(left, 1 << 20))
-            f.write(chunk)
-            left -= len(chunk)
-    return path
-
-
-def _digest(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Env:
@@ -93,7 +75,7 @@ async def _public_channel(env, name="pubfeed"):
 
 async def test_public_document_is_copied_with_caption(env):
     await _public_channel(env)
-    src = _write(env.work / "a.bin", 3_000_001)
+    src = write_random(env.work / "a.bin", 3_000_001)
     post = await env.user.send_document("pubfeed", str(src), caption="**hello** world")
     await env.say(f"https://t.me/pubfeed/{post.id}")
     await env.expect_text("queued at position 1")
@@ -101,15 +83,15 @@ async def test_public_document_is_copied_with_caption(env):
     assert got.caption == "hello world" and got.caption_entities[0].length == 5
     assert env.sim.stats["upload.GetFile"] == 0  # copied server-side, not downloaded by the bot
     path = await env.user.download_media(got, file_name=str(env.work / "out" / "a"))
-    assert _digest(path) == _digest(src)
+    assert file_digest(path) == file_digest(src)
 
 
 async def test_protected_channel_where_bot_is_member_is_downloaded_and_reuploaded(env):
     ch = await env.user.create_channel("Locked", "")
     await env.user.set_chat_protected_content(ch.id, True)
     await env.user.add_chat_members(ch.id, env.bot_username)
-    src = _write(env.work / "video.mp4", 5_000_000)
-    thumb = _write(env.work / "t.jpg", 5_000)
+    src = write_random(env.work / "video.mp4", 5_000_000)
+    thumb = write_random(env.work / "t.jpg", 5_000)
     post = await env.user.send_video(ch.id, str(src), duration=9, width=320, height=240,
                                      thumb=str(thumb), caption="secret __clip__")
     await env.say(f"t.me/c/{str(ch.id)[4:]}/{post.id}")
@@ -118,7 +100,7 @@ async def test_protected_channel_where_bot_is_member_is_downloaded_and_reuploade
     assert got.caption == "secret clip" and got.caption_entities
     assert got.video.thumbs, "thumbnail carried over"
     path = await env.user.download_media(got, file_name=str(env.work / "out" / "v"))
-    assert _digest(path) == _digest(src)
+    assert file_digest(path) == file_digest(src)
     await asyncio.sleep(0.2)
     assert not any(Path(env.app.settings.assets_dir).iterdir()), "job files removed"
 
@@ -137,7 +119,7 @@ async def test_text_message_range_album_and_batch(env):
         msg = await env.expect(lambda m: (m.text or "").startswith("line "))
         seen.add(msg.text)
 
-    files = [_write(env.work / f"p{i}.bin", 200_000 + i) for i in range(3)]
+    files = [write_random(env.work / f"p{i}.bin", 200_000 + i) for i in range(3)]
     album = await env.user.send_media_group("pubfeed", [
         InputMediaDocument(str(files[0]), caption="album"), InputMediaDocument(str(files[1])),
         InputMediaPhoto(str(files[2]))])
@@ -182,7 +164,7 @@ async def test_cancel_mid_file_stops_within_two_seconds_and_removes_files(env):
     ch = await env.user.create_channel("Slow", "")
     await env.user.set_chat_protected_content(ch.id, True)
     await env.user.add_chat_members(ch.id, env.bot_username)
-    src = _write(env.work / "big.bin", 40 * 1024 * 1024)
+    src = write_random(env.work / "big.bin", 40 * 1024 * 1024)
     post = await env.user.send_document(ch.id, str(src))
     env.sim.faults.bandwidth_bps = 4 * 1024 * 1024
     await env.say(f"https://t.me/c/{str(ch.id)[4:]}/{post.id}")
@@ -205,13 +187,13 @@ async def test_two_hundred_megabyte_file(env):
     ch = await env.user.create_channel("Big", "")
     await env.user.set_chat_protected_content(ch.id, True)
     await env.user.add_chat_members(ch.id, env.bot_username)
-    src = _write(env.work / "huge.bin", 200 * 1024 * 1024)
+    src = write_random(env.work / "huge.bin", 200 * 1024 * 1024)
     post = await env.user.send_document(ch.id, str(src), caption="200 MB")
     await env.say(f"https://t.me/c/{str(ch.id)[4:]}/{post.id}")
     got = await env.expect_media(timeout=240)
     assert got.document.file_size == src.stat().st_size and got.caption == "200 MB"
     path = await env.user.download_media(got, file_name=str(env.work / "out" / "h"))
-    assert _digest(path) == _digest(src)
+    assert file_digest(path) == file_digest(src)
 
 
 async def test_kill_minus_nine_mid_transfer_then_restart_completes(sim, clients, phone,
@@ -227,7 +209,7 @@ async def test_kill_minus_nine_mid_transfer_then_restart_completes(sim, clients,
     ch = await user.create_channel("Slow", "")
     await user.set_chat_protected_content(ch.id, True)
     await user.add_chat_members(ch.id, "crash_test_bot")
-    src = _write(tmp_path / "big.bin", 24 * 1024 * 1024)
+    src = write_random(tmp_path / "big.bin", 24 * 1024 * 1024)
     post = await user.send_document(ch.id, str(src), caption="survivor")
     env = {**os.environ, "API_ID": "12345", "API_HASH": "0123456789abcdef0123456789abcdef",
            "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": f"127.0.0.1:{sim.port}",
@@ -266,7 +248,7 @@ async def test_kill_minus_nine_mid_transfer_then_restart_completes(sim, clients,
                 break
         assert got is not None and got.caption == "survivor"
         path = await user.download_media(got, file_name=str(tmp_path / "out" / "s"))
-        assert _digest(path) == _digest(src)
+        assert file_digest(path) == file_digest(src)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

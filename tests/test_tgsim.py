@@ -10,26 +10,15 @@ import pytest
 from pyrogram import errors, filters, raw
 from pyrogram.types import InputMediaDocument, InputMediaPhoto
 
+from tests.simclient import file_digest, write_random
+
 
 def _file(tmp_path, name: str, size: int) -> str:
-    path = tmp_path / name
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            chunk = os.urandom(min(left, 1 << 20))
-            f.write(chunk)
-            left -= len(chunk)
-    return str(path)
+    return str(write_random(tmp_path / name, size))
 
 
 def _same(a: str, b: str) -> bool:
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            x, y = fa.read(1 << 20), fb.read(1 << 20)
-            if x != y:
-                return False
-            if not x:
-                return True
+    return file_digest(a) == file_digest(b)
 
 
 async def test_sign_up_sign_in_and_wrong_code(clients, phone):

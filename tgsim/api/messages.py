@@ -103,7 +103,6 @@ def post(call: Call, target: tuple[str, object], *, text: str = "", entities=Non
 
 def media_from_input(call: Call, m) -> Media:
     world = call.world
-    key_id = call.auth.key_id
     if isinstance(m, raw.types.InputMediaUploadedDocument):
         path, size = _finish(call, m.file)
         attrs = list(m.attributes or [])
@@ -124,7 +123,6 @@ def media_from_input(call: Call, m) -> Media:
         if media is None or media.access_hash != ref.access_hash:
             raise RpcFail(400, "MEDIA_INVALID")
         return media
-    del key_id
     raise RpcFail(400, "MEDIA_INVALID")
 
 

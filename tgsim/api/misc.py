@@ -49,7 +49,6 @@ async def get_state(call: Call, q):
 
 @handles("updates.GetDifference")
 async def get_difference(call: Call, q):
-    me = call.me
     return raw.types.updates.DifferenceEmpty(date=int(time.time()), seq=0)
 
 
