@@ -1,0 +1,375 @@
+"""Benchmark: a multi-gigabyte round trip through tgsim with the real client, and tgsim's RSS.
+
+Starts `python -m tgsim` as a separate process, samples its resident set size every 0.2 s,
+signs a user up through a real pyrogram client, uploads a file of --size-mb to the user's own
+Saved Messages with send_document, downloads it back with download_media, checks the bytes by
+streaming sha256 of both files, and prints throughput and tgsim's RSS at idle, at peak and the
+growth between them (PASS below 50 MiB).
+
+    python -m bench.tgsim_2gb                    # 2048 MB (the default)
+    python -m bench.tgsim_2gb --size-mb 256 --keep
+
+Units: file sizes and throughput use MB = 1,000,000 bytes, so the default 2048 MB
+(2,048,000,000 bytes = 1953.1 MiB) is a "2 GB" file that fits under the 2000 MiB a free account
+may upload (pyrogram refuses more before sending, tgsim answers FILE_PARTS_INVALID past 4000
+parts of 512 KiB). RSS figures are MiB (1,048,576 bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pyrogram import Client, types  # noqa: E402
+
+from helpers.telegram_server import client_options  # noqa: E402
+
+MB = 1000 * 1000
+MIB = 1024 * 1024
+CHUNK = 8 * MB
+FREE_UPLOAD_LIMIT = 2000 * MIB  # free accounts: 4000 parts of 512 KiB
+GROWTH_LIMIT_MIB = 50
+SAMPLE_EVERY_S = 0.2
+API_ID = 12345
+API_HASH = "0123456789abcdef0123456789abcdef"
+PHONE = "+15550002048"
+LOGIN_CODE = "12345"
+
+
+# tgsim process ----------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TgsimProcess:
+    """`python -m tgsim` in a child process; its stdout is drained, stderr goes to a log file."""
+
+    def __init__(self, data_dir: Path, port: int, log_path: Path):
+        self.data_dir = data_dir
+        self.port = port
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self.address: tuple[str, int] | None = None
+        self._ready = threading.Event()
+        self._lines: list[str] = []
+
+    def start(self, timeout: float = 60.0) -> None:
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tgsim", "--port", str(self.port), "--data",
+             str(self.data_dir), "--code", LOGIN_CODE],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
+            text=True, bufsize=1)
+        threading.Thread(target=self._drain, name="tgsim-stdout", daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.1):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tgsim exited with {self.proc.returncode} before it was "
+                                   f"ready:\n{self.output_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"tgsim not ready after {timeout:.0f} s:\n{self.output_tail()}")
+
+    def _drain(self) -> None:
+        for line in self.proc.stdout:
+            self._lines.append(line.rstrip("\n"))
+            del self._lines[:-50]
+            if not self._ready.is_set() and "ready" in line:
+                m = re.search(r"ready on ([\d.]+):(\d+)", line)
+                self.address = (m.group(1), int(m.group(2))) if m else ("127.0.0.1", self.port)
+                self._ready.set()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def key_path(self) -> Path:
+        return self.data_dir / "public.pem"
+
+    def output_tail(self, n: int = 30) -> str:
+        out = list(self._lines[-n:])
+        with contextlib.suppress(OSError, ValueError):
+            if not self._log.closed:
+                self._log.flush()
+            out += self.log_path.read_text(errors="replace").splitlines()[-n:]
+        return "\n".join(out) or "(no output)"
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        with contextlib.suppress(OSError):
+            self._log.close()
+        return self.proc.returncode
+
+
+# RSS sampling ------------------------------------------------------------------------------
+@dataclass
+class RssSampler:
+    """Samples a process's RSS every `every` seconds in a thread, tagging each with a phase."""
+    pid: int
+    every: float = SAMPLE_EVERY_S
+    phase: str = "start"
+    samples: list[tuple[float, str, int]] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._proc = psutil.Process(self.pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def start(self) -> "RssSampler":
+        self.sample()
+        self._thread.start()
+        return self
+
+    def sample(self) -> int | None:
+        try:
+            rss = self._proc.memory_info().rss
+        except psutil.Error:
+            return None
+        self.samples.append((time.monotonic(), self.phase, rss))
+        return rss
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            if self.sample() is None:
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(2)
+        self.sample()
+
+    def peak(self, phase: str | None = None) -> int:
+        values = [rss for _, p, rss in self.samples if phase is None or p == phase]
+        return max(values) if values else 0
+
+    def last(self) -> int:
+        return self.samples[-1][2] if self.samples else 0
+
+
+# files -------------------------------------------------------------------------------------
+def write_test_file(path: Path, size: int) -> None:
+    """Real (non-sparse) random data written CHUNK bytes at a time."""
+    left = size
+    with open(path, "wb") as f:
+        while left > 0:
+            n = min(CHUNK, left)
+            f.write(os.urandom(n))
+            left -= n
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# the run -----------------------------------------------------------------------------------
+async def login(address: tuple[str, int], key_path: Path) -> Client:
+    """Sign up (or in) through the real code flow, as tests/simclient.py does."""
+    opts = client_options("bench", address, key_path)
+    client = Client("bench", api_id=API_ID, api_hash=API_HASH, **opts)
+    await client.connect()
+    try:
+        sent = await client.send_code(PHONE)
+        result = await client.sign_in(PHONE, sent.phone_code_hash, LOGIN_CODE)
+        if not isinstance(result, types.User):
+            await client.sign_up(PHONE, sent.phone_code_hash, "Bench")
+        client.me = await client.get_me()
+        await client.initialize()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await client.disconnect()
+        raise
+    return client
+
+
+async def run(args: argparse.Namespace, work: Path, result: dict) -> None:
+    size = args.size_mb * MB
+    data_dir = work / "tgsim-data"
+    src = work / "upload.bin"
+    dst = work / "download.bin"
+
+    sim = TgsimProcess(data_dir, free_port(), work / "tgsim.log")
+    sampler: RssSampler | None = None
+    client: Client | None = None
+    try:
+        t = time.monotonic()
+        sim.start()
+        sampler = RssSampler(sim.pid).start()
+        print(f"tgsim pid {sim.pid} ready on {sim.address[0]}:{sim.address[1]} "
+              f"in {time.monotonic() - t:.1f} s", flush=True)
+
+        print(f"writing {size:,} bytes to {src} ...", flush=True)
+        t = time.monotonic()
+        write_test_file(src, size)
+        print(f"  written in {time.monotonic() - t:.1f} s", flush=True)
+
+        sampler.phase = "login"
+        client = await login(sim.address, sim.key_path)
+        print(f"signed in as {client.me.first_name} (id {client.me.id})", flush=True)
+
+        # idle: after login, before upload; a second of samples, the settled (last) value
+        sampler.phase = "idle"
+        await asyncio.sleep(1.0)
+        idle = sampler.sample()
+        result["idle"] = idle
+
+        sampler.phase = "upload"
+        last_progress = [0.0]
+
+        async def progress(current: int, total: int) -> None:
+            last_progress[0] = time.monotonic()
+
+        t0 = time.monotonic()
+        message = await client.send_document("me", str(src), file_name="upload.bin",
+                                             force_document=True, progress=progress)
+        t1 = time.monotonic()
+        result["upload_s"] = t1 - t0
+        result["upload_parts_s"] = (last_progress[0] or t1) - t0
+        result["peak_upload"] = sampler.peak("upload")
+        print(f"  uploaded in {t1 - t0:.1f} s (parts {result['upload_parts_s']:.1f} s, "
+              f"send_media {t1 - (last_progress[0] or t1):.1f} s); "
+              f"RSS peak {result['peak_upload'] / MIB:.1f} MiB", flush=True)
+        if message.document is None or message.document.file_size != size:
+            got = message.document.file_size if message.document else None
+            raise RuntimeError(f"server stored {got} bytes, sent {size}")
+
+        sampler.phase = "download"
+        t0 = time.monotonic()
+        path = await client.download_media(message, file_name=str(dst))
+        t1 = time.monotonic()
+        result["download_s"] = t1 - t0
+        result["peak_download"] = sampler.peak("download")
+        print(f"  downloaded in {t1 - t0:.1f} s to {path}; "
+              f"RSS peak {result['peak_download'] / MIB:.1f} MiB", flush=True)
+        if not path or Path(path).resolve() != dst.resolve():
+            raise RuntimeError(f"download_media returned {path!r}, expected {dst}")
+
+        sampler.phase = "verify"
+        t = time.monotonic()
+        got_size = dst.stat().st_size
+        h_src, h_dst = sha256_file(src), sha256_file(dst)
+        result["identical"] = got_size == size and h_src == h_dst
+        print(f"  sha256 upload   {h_src}\n  sha256 download {h_dst} "
+              f"({got_size:,} bytes, {time.monotonic() - t:.1f} s)", flush=True)
+    finally:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.stop() if client.is_initialized else await client.disconnect()
+        if sampler is not None:
+            sampler.phase = "end"
+            sampler.stop()
+            result["peak"] = sampler.peak()
+            result["end"] = sampler.last()
+            result["samples"] = len(sampler.samples)
+        rc = sim.stop()
+        if rc not in (0, None):
+            print(f"tgsim exited with {rc}:\n{sim.output_tail()}", file=sys.stderr)
+        elif "Traceback" in sim.output_tail(200):
+            print(f"tgsim logged errors:\n{sim.output_tail()}", file=sys.stderr)
+
+
+def report(args: argparse.Namespace, r: dict) -> bool:
+    size = args.size_mb * MB
+    idle, peak = r["idle"], r["peak"]
+    growth = (peak - idle) / MIB
+    ok = r.get("identical", False) and growth < GROWTH_LIMIT_MIB
+    print()
+    print(f"file size         {size:,} bytes ({args.size_mb} MB = {size / MIB:.1f} MiB)")
+    print(f"upload            {size / MB / r['upload_s']:8.1f} MB/s  ({r['upload_s']:.1f} s, "
+          f"send_document incl. server-side join)")
+    print(f"download          {size / MB / r['download_s']:8.1f} MB/s  ({r['download_s']:.1f} s)")
+    print(f"bytes identical   {'yes' if r.get('identical') else 'NO'} (sha256)")
+    print(f"tgsim RSS idle    {idle / MIB:8.1f} MiB  (after login, before upload)")
+    print(f"tgsim RSS peak    {peak / MIB:8.1f} MiB  (upload {r['peak_upload'] / MIB:.1f}, "
+          f"download {r['peak_download'] / MIB:.1f}, at end {r['end'] / MIB:.1f}; "
+          f"{r['samples']} samples)")
+    print(f"RSS growth        {growth:8.1f} MiB  (peak - idle, limit {GROWTH_LIMIT_MIB} MiB)")
+    print("PASS" if ok else "FAIL")
+    return ok
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.tgsim_2gb",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mb", type=int, default=2048,
+                        help="file size in MB of 1,000,000 bytes (default 2048)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the test files and tgsim's data directory")
+    parser.add_argument("--dir", default=None,
+                        help="where to make the temporary directory (default: the system's)")
+    args = parser.parse_args(argv)
+    size = args.size_mb * MB
+    if args.size_mb <= 0:
+        parser.error("--size-mb must be positive")
+    if size > FREE_UPLOAD_LIMIT:
+        parser.error(f"{size:,} bytes is over the {FREE_UPLOAD_LIMIT:,} bytes (2000 MiB) a free "
+                     f"account may upload; pyrogram and tgsim both refuse it")
+
+    base = Path(args.dir or tempfile.gettempdir())
+    need = 3 * size + 256 * MIB  # source, server copy (parts, then the joined file), download
+    free = shutil.disk_usage(base).free
+    if free < need:
+        print(f"not enough space in {base}: {free / MIB:.0f} MiB free, "
+              f"{need / MIB:.0f} MiB needed", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="tgsim_2gb_", dir=base))
+    print(f"work dir {work} ({free / 2**30:.1f} GiB free)", flush=True)
+
+    # SIGTERM from outside: unwind through the finally blocks like Ctrl-C does
+    signal.signal(signal.SIGTERM, _interrupt)
+    result: dict = {}
+    try:
+        asyncio.run(run(args, work, result))
+        return 0 if report(args, result) else 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
