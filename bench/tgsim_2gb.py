@@ -33,6 +33,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import psutil
 
@@ -139,6 +140,7 @@ class RssSampler:
     every: float = SAMPLE_EVERY_S
     phase: str = "start"
     samples: list[tuple[float, str, int]] = field(default_factory=list)
+    on_gone: Callable[[], None] | None = None  # called from the thread if the process dies
 
     def __post_init__(self):
         self._proc = psutil.Process(self.pid)
@@ -153,6 +155,8 @@ class RssSampler:
     def sample(self) -> int | None:
         try:
             rss = self._proc.memory_info().rss
+            if not rss or self._proc.status() == psutil.STATUS_ZOMBIE:
+                return None
         except psutil.Error:
             return None
         self.samples.append((time.monotonic(), self.phase, rss))
@@ -161,6 +165,8 @@ class RssSampler:
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             if self.sample() is None:
+                if self.on_gone is not None and not self._stop.is_set():
+                    self.on_gone()
                 return
 
     def stop(self) -> None:
@@ -224,13 +230,23 @@ async def run(args: argparse.Namespace, work: Path, result: dict) -> None:
     src = work / "upload.bin"
     dst = work / "download.bin"
 
+    # SIGTERM cancels the run, as asyncio.run does on Ctrl-C, so every finally block runs
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+
+    def tgsim_gone() -> None:  # the client would only keep reconnecting: stop the run
+        result["tgsim_died"] = True
+        task.cancel()
+
     sim = TgsimProcess(data_dir, free_port(), work / "tgsim.log")
     sampler: RssSampler | None = None
     client: Client | None = None
     try:
         t = time.monotonic()
         sim.start()
-        sampler = RssSampler(sim.pid).start()
+        sampler = RssSampler(sim.pid,
+                             on_gone=lambda: loop.call_soon_threadsafe(tgsim_gone)).start()
         print(f"tgsim pid {sim.pid} ready on {sim.address[0]}:{sim.address[1]} "
               f"in {time.monotonic() - t:.1f} s", flush=True)
 
@@ -289,8 +305,9 @@ async def run(args: argparse.Namespace, work: Path, result: dict) -> None:
               f"({got_size:,} bytes, {time.monotonic() - t:.1f} s)", flush=True)
     finally:
         if client is not None:
-            with contextlib.suppress(Exception):
-                await client.stop() if client.is_initialized else await client.disconnect()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(
+                    client.stop() if client.is_initialized else client.disconnect(), 15)
         if sampler is not None:
             sampler.phase = "end"
             sampler.stop()
@@ -324,10 +341,6 @@ def report(args: argparse.Namespace, r: dict) -> bool:
     return ok
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tgsim_2gb",
                                      description=__doc__.split("\n\n")[0])
@@ -355,13 +368,14 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="tgsim_2gb_", dir=base))
     print(f"work dir {work} ({free / 2**30:.1f} GiB free)", flush=True)
 
-    # SIGTERM from outside: unwind through the finally blocks like Ctrl-C does
-    signal.signal(signal.SIGTERM, _interrupt)
     result: dict = {}
     try:
         asyncio.run(run(args, work, result))
         return 0 if report(args, result) else 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        if result.get("tgsim_died"):
+            print("FAIL: tgsim exited during the run", file=sys.stderr)
+            return 1
         print("interrupted", file=sys.stderr)
         return 130
     finally:
