@@ -87,8 +87,6 @@ class App:
             "Cancel", callback_data=self.sign("cancel", job["id"], job["user_id"]))]])
 
     async def notify(self, user_id: int, text: str) -> None:
-        if text.endswith(" started"):
-            return  # the pipeline posts its own progress message when a job starts
         try:
             await self.bot.send_message(user_id, text, parse_mode=enums.ParseMode.DISABLED)
         except errors.FloodWait as e:
@@ -126,7 +124,8 @@ class App:
                             cancel_markup=self.cancel_markup, on_bytes=self._count_bytes)
         self.queue = QueueManager(self.db, pipeline.run, max_concurrent=s.max_concurrent_downloads,
                                   max_queue=s.max_queue, max_per_user=s.max_jobs_per_user,
-                                  admission=self.monitor.admit, notify=self.notify)
+                                  admission=self.monitor.admit, notify=self.notify,
+                                  announce_start=False)
         self.monitor.register_gauge("queue length", lambda: self.queue.waiting)
         self.monitor.register_gauge("active downloads", lambda: self.queue.running)
         await self.queue.start()

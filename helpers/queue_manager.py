@@ -81,6 +81,7 @@ class QueueManager:
         admission: Callable[[], Awaitable[bool]] | None = None,
         notify: Callable[[int, str], Awaitable[None]] | None = None,
         max_attempts: int = 3,
+        announce_start: bool = True,
     ):
         if max_concurrent < 1 or max_queue < 1 or max_per_user < 1:
             raise ValueError("max_concurrent, max_queue and max_per_user must be >= 1")
@@ -92,6 +93,8 @@ class QueueManager:
         self.max_attempts = int(max_attempts)
         self._admission = admission
         self._notify = notify
+        # False when the runner posts its own start message (the bot's progress message).
+        self._announce_start = announce_start
         # One condition: its lock guards the heap, the active map and the check-then-insert
         # of submit; workers sleep on it, so there is no polling for work.
         self._cond = asyncio.Condition()
@@ -416,7 +419,8 @@ class QueueManager:
             row = await self.db.get_job(job_id)
             if row is None:
                 return
-            await self._tell(user_id, f"Job #{job_id} started")
+            if self._announce_start:
+                await self._tell(user_id, f"Job #{job_id} started")
             # No await between these checks and create_task: cancel() and stop() see
             # either no task (and the flags) or the task.
             if entry.cancel_requested:
