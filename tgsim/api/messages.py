@@ -21,6 +21,12 @@ def _updates(call: Call, updates: list, bundle: Bundle):
                              date=call.now(), seq=0)
 
 
+def _push(call: Call, account_id: int, update, users: list) -> None:
+    """Deliver one update to the other side of a private chat (or to a bot)."""
+    call.sim.push(account_id, raw.types.Updates(updates=[update], users=users, chats=[],
+                                                date=call.now(), seq=0))
+
+
 def _reply_ids(ch: Channel | None, reply_to) -> tuple[int | None, int | None]:
     """(reply_to_msg_id, topic id) from an InputReplyTo, as forums thread them."""
     if reply_to is None or not isinstance(reply_to, raw.types.InputReplyToMessage):
@@ -94,10 +100,8 @@ def post(call: Call, target: tuple[str, object], *, text: str = "", entities=Non
         other.pts += 1
         ob = Bundle(call.world, other.id)
         ob.add_msg(theirs)
-        call.sim.push(other.id, raw.types.Updates(
-            updates=[raw.types.UpdateNewMessage(message=message(theirs, other.id),
-                                                pts=other.pts, pts_count=1)],
-            users=ob.users(), chats=[], date=call.now(), seq=0))
+        _push(call, other.id, raw.types.UpdateNewMessage(
+            message=message(theirs, other.id), pts=other.pts, pts_count=1), ob.users())
     return out
 
 
@@ -221,10 +225,8 @@ async def edit_message(call: Call, q):
         other.pts += 1
         ob = Bundle(call.world, other.id)
         ob.add_msg(changed[1])
-        call.sim.push(other.id, raw.types.Updates(
-            updates=[raw.types.UpdateEditMessage(message=message(changed[1], other.id),
-                                                 pts=other.pts, pts_count=1)],
-            users=ob.users(), chats=[], date=call.now(), seq=0))
+        _push(call, other.id, raw.types.UpdateEditMessage(
+            message=message(changed[1], other.id), pts=other.pts, pts_count=1), ob.users())
     up = raw.types.UpdateEditMessage(message=message(msg, me.id), pts=me.pts, pts_count=1)
     return _updates(call, [up], bundle)
 
@@ -242,10 +244,8 @@ async def delete_messages(call: Call, q):
             other = call.world.accounts.get(msg.twin[0])
             if other and other.box.pop(msg.twin[1], None) is not None:
                 other.pts += 1
-                call.sim.push(other.id, raw.types.Updates(
-                    updates=[raw.types.UpdateDeleteMessages(messages=[msg.twin[1]],
-                                                            pts=other.pts, pts_count=1)],
-                    users=[], chats=[], date=call.now(), seq=0))
+                _push(call, other.id, raw.types.UpdateDeleteMessages(
+                    messages=[msg.twin[1]], pts=other.pts, pts_count=1), [])
     me.pts += len(removed)
     return raw.types.messages.AffectedMessages(pts=me.pts, pts_count=len(removed))
 
@@ -364,11 +364,10 @@ async def get_bot_callback_answer(call: Call, q):
     query_id = int.from_bytes(os.urandom(8), "little", signed=True)
     fut = asyncio.get_running_loop().create_future()
     call.sim.callback_waiters[query_id] = fut
-    call.sim.push(bot.id, raw.types.Updates(
-        updates=[raw.types.UpdateBotCallbackQuery(
-            query_id=query_id, user_id=me.id, peer=raw.types.PeerUser(user_id=me.id),
-            msg_id=msg.twin[1], chat_instance=me.id ^ bot.id, data=q.data)],
-        users=[user(me, bot.id), user(bot, bot.id)], chats=[], date=call.now(), seq=0))
+    _push(call, bot.id, raw.types.UpdateBotCallbackQuery(
+        query_id=query_id, user_id=me.id, peer=raw.types.PeerUser(user_id=me.id),
+        msg_id=msg.twin[1], chat_instance=me.id ^ bot.id, data=q.data),
+        [user(me, bot.id), user(bot, bot.id)])
     try:
         answer = await asyncio.wait_for(fut, CALLBACK_TIMEOUT)
     except asyncio.TimeoutError:
