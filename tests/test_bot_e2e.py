@@ -14,57 +14,9 @@ import pytest
 from pyrogram import filters
 from pyrogram.types import InputMediaDocument, InputMediaPhoto
 
-from bot.app import App
-from bot.config import load_settings
-from bot.rehearsal import sim_settings
 from tests.simclient import file_digest, write_random
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class Env:
-    def __init__(self, sim, app, user, bot_username, inbox, work):
-        self.sim, self.app, self.user = sim, app, user
-        self.bot_username, self.inbox, self.work = bot_username, inbox, work
-
-    async def say(self, text: str) -> None:
-        await self.user.send_message(self.bot_username, text)
-
-    async def expect(self, predicate, timeout: float = 30):
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("expected reply did not arrive")
-            msg = await asyncio.wait_for(self.inbox.get(), left)
-            if predicate(msg):
-                return msg
-
-    async def expect_text(self, fragment: str, timeout: float = 30):
-        return await self.expect(lambda m: fragment in (m.text or ""), timeout)
-
-    async def expect_media(self, timeout: float = 60):
-        return await self.expect(lambda m: m.media is not None, timeout)
-
-
-@pytest.fixture
-async def env(sim, clients, phone, tmp_path):
-    bot_acc = sim.world.add_bot("dl_test_bot", "Downloader")
-    settings = sim_settings(load_settings(environ={}, env_file=None), sim, bot_acc.bot_token,
-                            tmp_path / "bot")
-    app = App(settings)
-    await app.start()
-    user = await clients.user(phone, "Tester")
-    inbox: asyncio.Queue = asyncio.Queue()
-
-    @user.on_message(filters.private & filters.user(bot_acc.id))
-    async def collect(_, message):
-        await inbox.put(message)
-
-    try:
-        yield Env(sim, app, user, bot_acc.username, inbox, tmp_path)
-    finally:
-        await app.stop()
 
 
 async def _public_channel(env, name="pubfeed"):

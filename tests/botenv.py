@@ -1,0 +1,127 @@
+"""The real bot (App) against tgsim, with logged-in user clients whose messages from the bot
+land in per-user inboxes. Shared by the end-to-end tests through the `env` fixture."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import time
+
+from pyrogram import filters
+
+from bot.app import App
+from bot.config import load_settings
+from bot.rehearsal import sim_settings
+from helpers.secrets import generate_key
+
+_phones = itertools.count(1)
+
+
+class Person:
+    """One simulated Telegram user talking to the bot."""
+
+    def __init__(self, env: "Env", client, inbox: asyncio.Queue, phone: str):
+        self.env, self.client, self.inbox, self.phone = env, client, inbox, phone
+
+    @property
+    def id(self) -> int:
+        return self.client.me.id
+
+    async def say(self, text: str):
+        return await self.client.send_message(self.env.bot_username, text)
+
+    async def expect(self, predicate, timeout: float = 30):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("expected reply did not arrive")
+            try:
+                msg = await asyncio.wait_for(self.inbox.get(), left)
+            except TimeoutError:
+                raise AssertionError("expected reply did not arrive") from None
+            if predicate(msg):
+                return msg
+
+    async def expect_text(self, fragment: str, timeout: float = 30):
+        return await self.expect(lambda m: fragment in (m.text or ""), timeout)
+
+    async def expect_media(self, timeout: float = 60):
+        return await self.expect(lambda m: m.media is not None, timeout)
+
+    async def ask(self, text: str, fragment: str, timeout: float = 30):
+        await self.say(text)
+        return await self.expect_text(fragment, timeout)
+
+    def drain(self) -> list:
+        out = []
+        while not self.inbox.empty():
+            out.append(self.inbox.get_nowait())
+        return out
+
+
+class Env:
+    def __init__(self, sim, clients, app, bot_acc, work):
+        self.sim, self.clients, self.app, self.work = sim, clients, app, work
+        self.bot_acc = bot_acc
+        self.bot_username = bot_acc.username
+        self.people: list[Person] = []
+
+    async def person(self, first_name: str = "Tester", password: str | None = None,
+                     phone: str | None = None) -> Person:
+        phone = phone or f"+1666{next(_phones):07d}"
+        client = await self.clients.user(phone, first_name, password=password)
+        inbox: asyncio.Queue = asyncio.Queue()
+
+        @client.on_message(filters.private & filters.user(self.bot_acc.id))
+        async def collect(_, message):
+            await inbox.put(message)
+
+        @client.on_edited_message(filters.private & filters.user(self.bot_acc.id))
+        async def collect_edit(_, message):
+            await inbox.put(message)
+
+        p = Person(self, client, inbox, phone)
+        self.people.append(p)
+        return p
+
+    # The first person, for tests that need only one.
+    @property
+    def user(self):
+        return self.people[0].client
+
+    @property
+    def inbox(self):
+        return self.people[0].inbox
+
+    async def say(self, text: str):
+        return await self.people[0].say(text)
+
+    async def expect(self, predicate, timeout: float = 30):
+        return await self.people[0].expect(predicate, timeout)
+
+    async def expect_text(self, fragment: str, timeout: float = 30):
+        return await self.people[0].expect_text(fragment, timeout)
+
+    async def expect_media(self, timeout: float = 60):
+        return await self.people[0].expect_media(timeout)
+
+
+@contextlib.asynccontextmanager
+async def bot_env(sim, clients, tmp_path, **overrides):
+    """Start the bot on tgsim with `overrides` applied to its settings, and one person."""
+    bot_acc = sim.world.add_bot("dl_test_bot", "Downloader")
+    settings = sim_settings(load_settings(environ={}, env_file=None), sim, bot_acc.bot_token,
+                            tmp_path / "bot")
+    overrides.setdefault("session_key", generate_key())
+    settings = dataclasses.replace(settings, **overrides)
+    app = App(settings)
+    await app.start()
+    env = Env(sim, clients, app, bot_acc, tmp_path)
+    try:
+        await env.person()
+        yield env
+    finally:
+        await app.stop()
