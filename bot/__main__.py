@@ -20,7 +20,11 @@ def _run_bot(settings) -> int:
             loop.add_signal_handler(sig, stop.set)
         await App(settings).run_forever(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ConfigError as e:
+        print(f"Configuration error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

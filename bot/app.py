@@ -12,14 +12,18 @@ from pathlib import Path
 from pyrogram import Client, enums, errors, types
 from pyrogram.types import BotCommand
 
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.server import WebServer
+from helpers.cache import TTLCache
 from helpers.database import Database
 from helpers.janitor import Janitor
+from helpers.login import LoginDesk
 from helpers.logs import register_secret, setup_logging
 from helpers.memory_monitor import MemoryMonitor
 from helpers.pipeline import Pipeline
 from helpers.queue_manager import QueueManager
+from helpers.secrets import SecretKeyError, SessionCipher, check_key_against
+from helpers.session_manager import SessionManager
 from helpers.telegram_server import client_options
 
 log = logging.getLogger("bot")
@@ -30,6 +34,9 @@ COMMANDS = [
     ("status", "Your jobs and their places in the queue"),
     ("canceldownload", "Cancel your queued and running jobs"),
     ("batch", "Download a run of messages: /batch <link> <count>"),
+    ("login", "Log in with your account to read private and protected chats"),
+    ("logout", "Revoke and delete your stored session"),
+    ("settings", "Caption, file names, thumbnail and delivery chat"),
 ]
 
 
@@ -43,11 +50,21 @@ class App:
         self.bot: Client | None = None
         self.queue: QueueManager | None = None
         self.web: WebServer | None = None
+        self.cipher: SessionCipher | None = None
+        self.sessions: SessionManager | None = None
+        self.logins: LoginDesk | None = None
+        self.broadcasting = False
+        self._tasks: set[asyncio.Task] = set()
+        self._bans: TTLCache[int, bool] = TTLCache(maxsize=5000, ttl=60)
+        # token -> (user_id, invite link, title) behind a Join button
+        self.invites: TTLCache[int, tuple[int, str, str]] = TTLCache(maxsize=500, ttl=900)
         self.bytes_transferred = 0
         self.monitor = MemoryMonitor(settings.memory_limit_mb, settings.memory_warn_mb,
                                      settings.spike_mb, settings.memory_check_interval)
         self.janitor = Janitor(settings.assets_dir, max_age_s=settings.janitor_max_age_s,
                                owned=self._owned_dirs)
+        # user_id -> the text input a settings button asked for (a caption, a name pattern...)
+        self.prompts: TTLCache[int, str] = TTLCache(maxsize=1000, ttl=600)
         secret = (settings.session_key or settings.bot_token or "tgsim").encode()
         self._callback_key = hashlib.sha256(b"callback:" + secret).digest()
 
@@ -67,6 +84,39 @@ class App:
 
     def is_admin(self, user_id: int) -> bool:
         return self.settings.is_admin(user_id)
+
+    async def is_banned(self, user_id: int) -> bool:
+        """Asked on every message, so answered from a short cache."""
+        banned = self._bans.get(user_id)
+        if banned is None:
+            banned = await self.db.is_banned(user_id)
+            self._bans.set(user_id, banned)
+        return banned
+
+    async def set_banned(self, user_id: int, banned: bool) -> None:
+        await self.db.set_banned(user_id, banned)
+        self._bans.set(user_id, banned)
+
+    def spawn(self, coro, name: str) -> asyncio.Task:
+        """A background task the app owns: kept referenced, cancelled at stop."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def stats_text(self) -> str:
+        st = await self.db.stats()
+        jobs = st["jobs"]
+        return "\n".join([
+            f"Users: {st['users']}",
+            "Jobs: " + ", ".join(f"{k} {v}" for k, v in jobs.items()),
+            f"Bytes transferred: {st['total_bytes'] / 1048576:.1f} MB",
+            f"Stored sessions: {st['sessions']}; live {self.sessions.live_count}/"
+            f"{self.sessions.max_sessions} (busy {self.sessions.busy_count})",
+            f"Queue: {self.queue.waiting} waiting, {self.queue.running} running",
+            f"RSS: {self.monitor.rss_mb():.1f} MB (peak {self.monitor.peak_mb():.1f} MB, "
+            f"limit {self.settings.memory_limit_mb} MB)",
+        ])
 
     # callback data is signed so a forged or replayed button cannot name another job ----------
     def sign(self, action: str, job_id: int, user_id: int) -> str:
@@ -99,13 +149,32 @@ class App:
     def status(self) -> dict:
         q = self.queue
         return {
-            "sessions_live": 0,
+            "sessions_live": self.sessions.live_count if self.sessions else 0,
+            "session_evictions": self.sessions.evicted_count if self.sessions else 0,
             "queue_waiting": q.waiting if q else 0,
             "transfers_active": q.running if q else 0,
             "bytes_transferred": self.bytes_transferred,
             "jobs": {"done": q.done_count, "failed": q.failed_count,
                      "cancelled": q.cancelled_count} if q else {},
         }
+
+    async def _evict_sessions(self) -> str:
+        return f"{await self.sessions.evict_idle()} idle session(s) closed"
+
+    async def _open_cipher(self) -> None:
+        """No key: logins off (public links still work). A bad or wrong key: refuse to start,
+        since every stored session would fail at a user's first private link instead."""
+        if not self.settings.session_key:
+            log.warning("SESSION_KEY is not set: /login is disabled until it is "
+                        "(python -m bot genkey prints one)")
+            return
+        try:
+            self.cipher = SessionCipher(self.settings.session_key)
+            await check_key_against(self.db, self.cipher)
+        except SecretKeyError as e:
+            await self.db.close()
+            self.db = None
+            raise ConfigError(str(e)) from None
 
     # lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -115,19 +184,32 @@ class App:
             if value:
                 register_secret(value)
         self.db = await Database.open(s.database_path)
+        await self._open_cipher()
+        self.sessions = SessionManager(
+            self.db, self.cipher, api_id=s.api_id, api_hash=s.api_hash,
+            server=s.telegram_server, server_key=s.telegram_server_key,
+            max_sessions=s.max_sessions, idle_s=s.session_idle_s, rss_mb=self.monitor.rss_mb,
+            admission=self.monitor.admit)
+        self.logins = LoginDesk(self.sessions.new_client, self.db.save_session,
+                                lambda: self.cipher)
         self.bot = self._make_bot()
         await self.bot.start()
         log.info("Bot started as @%s", self.bot.me.username)
         await self.bot.set_bot_commands([BotCommand(c, d) for c, d in COMMANDS])
         pipeline = Pipeline(self.bot, self.janitor, self.monitor,
                             progress_interval=s.progress_interval_s,
-                            cancel_markup=self.cancel_markup, on_bytes=self._count_bytes)
+                            cancel_markup=self.cancel_markup, on_bytes=self._count_bytes,
+                            sessions=self.sessions)
         self.queue = QueueManager(self.db, pipeline.run, max_concurrent=s.max_concurrent_downloads,
                                   max_queue=s.max_queue, max_per_user=s.max_jobs_per_user,
                                   admission=self.monitor.admit, notify=self.notify,
                                   announce_start=False)
         self.monitor.register_gauge("queue length", lambda: self.queue.waiting)
         self.monitor.register_gauge("active downloads", lambda: self.queue.running)
+        self.monitor.register_gauge("live sessions", lambda: self.sessions.live_count)
+        self.monitor.register_gauge("pending logins", lambda: len(self.logins))
+        self.monitor.register_action("evict idle user sessions", self._evict_sessions)
+        self.sessions.start()
         await self.queue.start()
         self.web = WebServer(s.port, is_connected=lambda: bool(self.bot and self.bot.is_connected),
                              monitor=self.monitor, status=self.status)
@@ -141,6 +223,12 @@ class App:
         log.info("Shutting down")
         if self.queue:
             await self.queue.stop(timeout=20)
+        for task in list(self._tasks):
+            task.cancel()
+        if self.logins:
+            await self.logins.stop()
+        if self.sessions:
+            await self.sessions.stop()
         await self.janitor.stop()
         await self.monitor.stop()
         if self.web:

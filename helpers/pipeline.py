@@ -18,6 +18,9 @@ from helpers.janitor import Janitor, safe_filename
 from helpers.memory_monitor import MemoryMonitor
 from helpers.progress import ProgressReporter
 from helpers.queue_manager import JobError
+from helpers.session_manager import AUTH_GONE as _AUTH_GONE, SessionManager
+
+_DIALOG_SCAN_LIMIT = 2000  # how far to look for a chat the user's session has not cached
 
 log = logging.getLogger("pipeline")
 
@@ -25,8 +28,6 @@ log = logging.getLogger("pipeline")
 _UNREADABLE = (errors.ChannelInvalid, errors.ChannelPrivate, errors.UsernameNotOccupied,
                errors.UsernameInvalid, errors.PeerIdInvalid, errors.ChatIdInvalid,
                errors.ChannelPublicGroupNa)
-_AUTH_GONE = (errors.AuthKeyUnregistered, errors.AuthKeyDuplicated, errors.SessionRevoked,
-              errors.UserDeactivated, errors.UserDeactivatedBan)
 
 MarkupFactory = Callable[[dict], "types.InlineKeyboardMarkup | None"]
 
@@ -40,14 +41,14 @@ class Pipeline:
     def __init__(self, bot: Client, janitor: Janitor, monitor: MemoryMonitor, *,
                  progress_interval: float, cancel_markup: MarkupFactory,
                  on_bytes: Callable[[int, int], Awaitable[None]] | None = None,
-                 reader_for: Callable[[dict], Awaitable[Client]] | None = None):
+                 sessions: "SessionManager | None" = None):
         self.bot = bot
         self.janitor = janitor
         self.monitor = monitor
         self.progress_interval = progress_interval
         self.cancel_markup = cancel_markup
         self.on_bytes = on_bytes
-        self.reader_for = reader_for
+        self.sessions = sessions
 
     async def run(self, job: dict) -> None:
         job_id, user_id = job["id"], job["user_id"]
@@ -82,10 +83,49 @@ class Pipeline:
             self.janitor.remove_job_dir(job_id)
 
     async def _deliver(self, job: dict, reporter: ProgressReporter) -> str:
-        user_id = job["user_id"]
-        client = self.bot if self.reader_for is None else await self.reader_for(job)
+        """The bot reads what it can (public chats, chats it is in); the rest goes through
+        the user's own session, which is the only way into their private chats."""
         chat = chat_of(job["chat_ref"])
-        msg = await self._fetch(client, chat, job["msg_id"])
+        user_id = job["user_id"]
+        try:
+            msg = await self._fetch(self.bot, chat, job["msg_id"])
+        except JobError:
+            if self.sessions is None or not self.sessions.enabled:
+                raise
+            if not await self.sessions.has_session(user_id):
+                if isinstance(chat, int):
+                    raise JobError("That chat is private and I am not a member: log in with "
+                                   "/login so I can read it through your account.") from None
+                raise
+        else:
+            return await self._deliver_from(self.bot, chat, msg, job, reporter)
+
+        async def waiting(text: str) -> None:
+            await reporter.finish(f"Job #{job['id']}: {text}…")
+
+        async with self.sessions.use(user_id, on_wait=waiting) as client:
+            await self._resolve(client, chat)
+            msg = await self._fetch(client, chat, job["msg_id"])
+            return await self._deliver_from(client, chat, msg, job, reporter)
+
+    async def _resolve(self, client: Client, chat) -> None:
+        """A fresh in-memory session knows no peers; Telegram only accepts a channel it has
+        seen lately, so look through the dialogs (which caches them) before giving up."""
+        try:
+            await client.resolve_peer(chat)
+            return
+        except _AUTH_GONE:
+            raise
+        except (errors.RPCError, KeyError, ValueError):
+            pass
+        if isinstance(chat, int):
+            async for dialog in client.get_dialogs(limit=_DIALOG_SCAN_LIMIT):
+                if dialog.chat and dialog.chat.id == chat:
+                    return
+
+    async def _deliver_from(self, client: Client, chat, msg: types.Message, job: dict,
+                            reporter: ProgressReporter) -> str:
+        user_id = job["user_id"]
         group = [msg]
         if msg.media_group_id:
             group = await client.get_media_group(chat, msg.id)
@@ -116,8 +156,9 @@ class Pipeline:
         except _AUTH_GONE:
             raise
         except _UNREADABLE:
+            who = "I am" if client is self.bot else "your account is"
             raise JobError("I cannot read that chat: it does not exist, or it is private "
-                           "and I am not a member of it.") from None
+                           f"and {who} not a member of it.") from None
         except (KeyError, ValueError):
             raise JobError("I cannot read that chat: it is unknown to me.") from None
         if msg is None or msg.empty:

@@ -23,7 +23,7 @@ async def cancel(client: Client, message):
     await message.reply(text)
 
 
-@Client.on_callback_query()
+@Client.on_callback_query(filters.regex(r"^cancel:"))
 async def cancel_button(client: Client, query):
     checked = client.app.verify(query.data or "", query.from_user.id)
     if checked is None or checked[0] != "cancel":

@@ -1,9 +1,13 @@
-"""Links and /batch: parse, check caps and tier, queue, answer with the positions."""
+"""Links and /batch: parse, check tier and caps, queue, answer with the positions. Invite
+links are joined through the user's own account, only after they press Join."""
 
-from pyrogram import Client, enums, filters
+import secrets
+
+from pyrogram import Client, enums, errors, filters, types
 
 from helpers.links import LinkError, LinkRef, parse, parse_batch
-from helpers.queue_manager import SubmitRefused
+from helpers.queue_manager import JobError, SubmitRefused
+from helpers.tiers import allowance
 
 
 def _refs(links: list[LinkRef]) -> list[tuple[str, int, int | None]]:
@@ -14,27 +18,107 @@ def _refs(links: list[LinkRef]) -> list[tuple[str, int, int | None]]:
     return out
 
 
+async def _reply(message, text: str, **kw) -> None:
+    await message.reply(text, parse_mode=enums.ParseMode.DISABLED, **kw)
+
+
 async def _submit(client: Client, message, links: list[LinkRef]) -> None:
     app = client.app
     user_id = message.from_user.id
-    if any(link.kind == "invite" for link in links):
-        await message.reply("Invite links need your own account: log in first, then send the "
-                            "invite link again.", parse_mode=enums.ParseMode.DISABLED)
-        links = [link for link in links if link.kind != "invite"]
-        if not links:
-            return
-    premium = await app.db.is_premium(user_id)
+    for link in [link for link in links if link.kind == "invite"][:3]:
+        await _offer_join(client, message, link)
+    links = [link for link in links if link.kind != "invite"]
+    if not links:
+        return
+    quota = await allowance(app.db, app.settings, user_id)
+    if quota.room == 0:
+        await _reply(message, quota.refusal())
+        return
+    refs = _refs(links)
+    over_quota = max(0, len(refs) - quota.room)
+    refs = refs[:quota.room]
     try:
-        result = await app.queue.submit(user_id, _refs(links), premium)
+        result = await app.queue.submit(user_id, refs, quota.premium)
     except SubmitRefused as e:
-        await message.reply(str(e), parse_mode=enums.ParseMode.DISABLED)
+        await _reply(message, str(e))
         return
     lines = [f"Job #{job_id} queued at position {pos}." for job_id, pos in result.accepted[:10]]
     if len(result.accepted) > 10:
         lines.append(f"…and {len(result.accepted) - 10} more.")
     if result.refused:
         lines.append(f"{result.refused} link(s) refused: {result.reason}")
-    await message.reply("\n".join(lines), parse_mode=enums.ParseMode.DISABLED)
+    if over_quota:
+        lines.append(f"{over_quota} link(s) over today's allowance of {quota.limit} were "
+                     "not queued; they reset at 00:00 UTC.")
+    await _reply(message, "\n".join(lines))
+
+
+async def _offer_join(client: Client, message, link: LinkRef) -> None:
+    app = client.app
+    user_id = message.from_user.id
+    if not app.sessions.enabled or not await app.sessions.has_session(user_id):
+        await _reply(message, "Invite links are joined with your own account: log in with "
+                              "/login first, then send the invite link again.")
+        return
+    try:
+        async with app.sessions.use(user_id) as session:
+            chat = await session.get_chat(link.url)
+    except JobError as e:
+        await _reply(message, str(e))
+        return
+    except (errors.InviteHashExpired, errors.InviteHashInvalid, errors.InviteHashEmpty):
+        await _reply(message, "That invite link is invalid or has expired.")
+        return
+    except errors.FloodWait as e:
+        await _reply(message, f"Telegram asks to wait {e.value} s before checking invite "
+                              "links. Please try again then.")
+        return
+    title = chat.title or "that chat"
+    if isinstance(chat, types.Chat):
+        await _reply(message, f"Your account is already a member of «{title}»: send me links "
+                              "to its messages.")
+        return
+    token = secrets.randbelow(1 << 31)
+    app.invites.set(token, (user_id, link.url, title))
+    markup = types.InlineKeyboardMarkup([[
+        types.InlineKeyboardButton("Join", callback_data=app.sign("join", token, user_id)),
+        types.InlineKeyboardButton("No", callback_data=app.sign("nojoin", token, user_id)),
+    ]])
+    await _reply(message, f"Join «{title}» with your account so I can read it?",
+                 reply_markup=markup)
+
+
+@Client.on_callback_query(filters.regex(r"^(join|nojoin):"))
+async def join_button(client: Client, query):
+    app = client.app
+    user_id = query.from_user.id
+    checked = app.verify(query.data or "", user_id)
+    offer = app.invites.pop(checked[1]) if checked else None
+    if offer is None or offer[0] != user_id:
+        await query.answer("This button has expired. Send the invite link again.",
+                           show_alert=True)
+        return
+    _, url, title = offer
+    if checked[0] == "nojoin":
+        await query.answer("Not joined.")
+        await query.message.edit_text(f"Not joined «{title}».")
+        return
+    try:
+        async with app.sessions.use(user_id) as session:
+            await session.join_chat(url)
+        text = f"Joined «{title}». Send me links to its messages now."
+    except errors.UserAlreadyParticipant:
+        text = f"Your account is already in «{title}»."
+    except errors.InviteRequestSent:
+        text = f"A request to join «{title}» was sent; its admins must approve it first."
+    except (errors.InviteHashExpired, errors.InviteHashInvalid):
+        text = "That invite link has expired."
+    except errors.ChannelsTooMuch:
+        text = "Your account is in too many channels to join another one."
+    except JobError as e:
+        text = str(e)
+    await query.answer()
+    await query.message.edit_text(text, parse_mode=enums.ParseMode.DISABLED)
 
 
 async def _cap(client: Client, user_id: int) -> int:
@@ -48,7 +132,7 @@ async def batch(client: Client, message):
     try:
         link = parse_batch(args, await _cap(client, message.from_user.id))
     except LinkError as e:
-        await message.reply(str(e), parse_mode=enums.ParseMode.DISABLED)
+        await _reply(message, str(e))
         return
     await _submit(client, message, [link])
 
@@ -57,12 +141,9 @@ async def batch(client: Client, message):
 async def links(client: Client, message):
     app = client.app
     await app.db.ensure_user(message.from_user.id)
-    if await app.db.is_banned(message.from_user.id):
-        await message.reply("You are banned from using this bot.")
-        return
     try:
         found = parse(message.text, max_range=await _cap(client, message.from_user.id))
     except LinkError as e:
-        await message.reply(str(e), parse_mode=enums.ParseMode.DISABLED)
+        await _reply(message, str(e))
         return
     await _submit(client, message, found)

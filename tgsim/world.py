@@ -36,6 +36,7 @@ class Media:
     thumb_size: int = 0
     w: int = 800
     h: int = 600
+    dc_id: int = DC_ID  # the DC a client must fetch it from; another one makes it open more sessions
 
 
 @dataclass
@@ -133,6 +134,9 @@ class World:
         self.files_dir.mkdir(parents=True, exist_ok=True)
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         self.login_code = login_code
+        # Telegram refuses access_hash 0 for a channel the client has not seen lately; by
+        # default tgsim lets members use it, True makes it as strict as Telegram.
+        self.strict_access_hash = False
         self.accounts: dict[int, Account] = {}
         self.by_phone: dict[str, int] = {}
         self.by_username: dict[str, tuple[str, int]] = {}

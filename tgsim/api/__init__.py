@@ -78,7 +78,8 @@ class Call:
         me = self.me
         if getattr(p, "access_hash", 0) != ch.access_hash:
             # access_hash 0 is accepted for members, as Telegram does for min peers
-            if not (getattr(p, "access_hash", 0) == 0 and me.id in ch.members):
+            if (getattr(p, "access_hash", 0) != 0 or me.id not in ch.members
+                    or self.world.strict_access_hash):
                 raise RpcFail(400, "CHANNEL_INVALID")
         if need_member and ch.username is None and me.id not in ch.members:
             raise RpcFail(400, "CHANNEL_PRIVATE")

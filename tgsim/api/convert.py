@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyrogram import raw
 
-from tgsim.world import DC_ID, Account, Channel, Media, Msg, World
+from tgsim.world import Account, Channel, Media, Msg, World
 
 FILE_REFERENCE = b"\x01tgsim"
 
@@ -66,14 +66,14 @@ def document(m: Media) -> raw.types.Document:
         thumbs = [raw.types.PhotoSize(type="m", w=320, h=180, size=m.thumb_size)]
     return raw.types.Document(
         id=m.id, access_hash=m.access_hash, file_reference=FILE_REFERENCE, date=m.date,
-        mime_type=m.mime_type, size=m.size, dc_id=DC_ID, attributes=list(m.attributes),
+        mime_type=m.mime_type, size=m.size, dc_id=m.dc_id, attributes=list(m.attributes),
         thumbs=thumbs)
 
 
 def photo(m: Media) -> raw.types.Photo:
     return raw.types.Photo(
         id=m.id, access_hash=m.access_hash, file_reference=FILE_REFERENCE, date=m.date,
-        sizes=[raw.types.PhotoSize(type="x", w=m.w, h=m.h, size=m.size)], dc_id=DC_ID)
+        sizes=[raw.types.PhotoSize(type="x", w=m.w, h=m.h, size=m.size)], dc_id=m.dc_id)
 
 
 def media(m: Media | None):
