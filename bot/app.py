@@ -114,7 +114,7 @@ class App:
             f"Stored sessions: {st['sessions']}; live {self.sessions.live_count}/"
             f"{self.sessions.max_sessions} (busy {self.sessions.busy_count})",
             f"Queue: {self.queue.waiting} waiting, {self.queue.running} running",
-            f"RSS: {self.monitor.rss_mb():.1f} MB (peak {self.monitor.peak_mb():.1f} MB, "
+            f"RSS: {self.monitor.rss_mb:.1f} MB (peak {self.monitor.peak_mb:.1f} MB, "
             f"limit {self.settings.memory_limit_mb} MB)",
         ])
 
@@ -188,7 +188,7 @@ class App:
         self.sessions = SessionManager(
             self.db, self.cipher, api_id=s.api_id, api_hash=s.api_hash,
             server=s.telegram_server, server_key=s.telegram_server_key,
-            max_sessions=s.max_sessions, idle_s=s.session_idle_s, rss_mb=self.monitor.rss_mb,
+            max_sessions=s.max_sessions, idle_s=s.session_idle_s, rss_mb=lambda: self.monitor.rss_mb,
             admission=self.monitor.admit)
         self.logins = LoginDesk(self.sessions.new_client, self.db.save_session,
                                 lambda: self.cipher)

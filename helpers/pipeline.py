@@ -118,10 +118,16 @@ class Pipeline:
             raise
         except (errors.RPCError, KeyError, ValueError):
             pass
-        if isinstance(chat, int):
+        if not isinstance(chat, int):
+            return
+        try:
             async for dialog in client.get_dialogs(limit=_DIALOG_SCAN_LIMIT):
                 if dialog.chat and dialog.chat.id == chat:
                     return
+        except _AUTH_GONE:
+            raise
+        except (errors.RPCError, TimeoutError, OSError):
+            log.info("dialog scan failed; fetching without it", exc_info=True)
 
     async def _deliver_from(self, client: Client, chat, msg: types.Message, job: dict,
                             reporter: ProgressReporter) -> str:

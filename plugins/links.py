@@ -4,6 +4,8 @@ links are joined through the user's own account, only after they press Join."""
 import secrets
 
 from pyrogram import Client, enums, errors, filters, types
+from pyrogram.raw.functions.messages import CheckChatInvite
+from pyrogram.raw.types import ChatInviteAlready
 
 from helpers.links import LinkError, LinkRef, parse, parse_batch
 from helpers.queue_manager import JobError, SubmitRefused
@@ -62,7 +64,7 @@ async def _offer_join(client: Client, message, link: LinkRef) -> None:
         return
     try:
         async with app.sessions.use(user_id) as session:
-            chat = await session.get_chat(link.url)
+            invite = await session.invoke(CheckChatInvite(hash=link.invite_hash))
     except JobError as e:
         await _reply(message, str(e))
         return
@@ -73,8 +75,9 @@ async def _offer_join(client: Client, message, link: LinkRef) -> None:
         await _reply(message, f"Telegram asks to wait {e.value} s before checking invite "
                               "links. Please try again then.")
         return
-    title = chat.title or "that chat"
-    if isinstance(chat, types.Chat):
+    already = isinstance(invite, ChatInviteAlready)
+    title = (invite.chat.title if already else invite.title) or "that chat"
+    if already:
         await _reply(message, f"Your account is already a member of «{title}»: send me links "
                               "to its messages.")
         return

@@ -45,6 +45,7 @@ class AuthKey:
     user_id: int | None = None
     created: float = field(default_factory=time.time)
     revoked: bool = False
+    device_model: str | None = None  # from the last initConnection on this key
 
 
 @dataclass
@@ -86,6 +87,7 @@ class Connection:
         self.handshake: dict[str, Any] = {}
         self.closed = False
         self.file_bytes_sent = 0
+        self.device_model: str | None = None  # from initConnection: tells clients apart
 
     @property
     def user_id(self) -> int | None:
@@ -188,11 +190,21 @@ class TgSim:
         return f"{self.host}:{self.port}"
 
     # test controls -----------------------------------------------------------------------
-    def connection_count(self, user_id: int | None = None) -> int:
+    def connection_count(self, user_id: int | None = None,
+                         device_model: str | None = None) -> int:
+        """Live connections, of one account and/or one kind of client (its device_model)."""
         live = [c for c in self.connections if not c.closed]
+        if device_model is not None:
+            live = [c for c in live if c.device_model == device_model]
         if user_id is None:
             return len(live)
         return sum(1 for c in live if c.auth and c.auth.user_id == user_id)
+
+    def users_connected(self, device_model: str | None = None) -> set[int]:
+        """Accounts with at least one live authorised connection (of that device_model)."""
+        return {c.auth.user_id for c in self.connections
+                if not c.closed and c.auth and c.auth.user_id
+                and (device_model is None or c.device_model == device_model)}
 
     def drop_connections(self, user_id: int | None = None) -> int:
         dropped = 0
@@ -202,10 +214,13 @@ class TgSim:
                 dropped += 1
         return dropped
 
-    def revoke(self, user_id: int) -> int:
-        """Log an account out server-side: its keys answer AUTH_KEY_UNREGISTERED from now on."""
+    def revoke(self, user_id: int, device_model: str | None = None) -> int:
+        """Log an account out server-side (only its keys of one device_model when given, as
+        when a user terminates one device): they answer AUTH_KEY_UNREGISTERED from now on."""
         count = 0
         for auth in self.auth_keys.values():
+            if device_model is not None and auth.device_model != device_model:
+                continue
             if auth.user_id == user_id and not auth.revoked:
                 auth.revoked = True
                 count += 1
@@ -356,6 +371,8 @@ class TgSim:
         while True:  # unwrap invokeWithLayer, initConnection and friends
             if isinstance(query, raw.functions.InvokeWithoutUpdates):
                 no_updates = session.no_updates = True
+            if isinstance(query, raw.functions.InitConnection):
+                conn.device_model = session.auth.device_model = query.device_model
             if isinstance(query, (raw.functions.InvokeWithLayer, raw.functions.InitConnection,
                                   raw.functions.InvokeWithoutUpdates,
                                   raw.functions.InvokeAfterMsg,

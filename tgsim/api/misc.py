@@ -142,7 +142,7 @@ async def get_dialogs(call: Call, q):
         dialogs.append(raw.types.Dialog(
             peer=raw.types.PeerChannel(channel_id=ch.id), top_message=top,
             read_inbox_max_id=top, read_outbox_max_id=top, unread_count=0,
-            unread_mentions_count=0, unread_reactions_count=0,
+            unread_mentions_count=0, unread_reactions_count=0, unread_poll_votes_count=0,
             notify_settings=raw.types.PeerNotifySettings(), pts=ch.pts))
         if len(dialogs) >= 100:
             break
