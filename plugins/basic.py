@@ -12,6 +12,10 @@ Send me one or more t.me links, or use a command:
 /status - your jobs and their places in the queue
 /canceldownload - cancel your queued and running jobs
 /batch <link> <count> - download <count> messages starting at <link>
+/login - log in with your own account, to read private and protected chats
+/logout - revoke and delete your stored session
+/settings - caption, file names, thumbnail and the chat to deliver to
+/cancel - leave a login or settings prompt (or cancel your jobs)
 
 {ACCEPTED_FORMS}"""
 
