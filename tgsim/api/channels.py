@@ -162,8 +162,10 @@ async def get_participant(call: Call, q):
                                                    delete_messages=True))
     else:
         part = raw.types.ChannelParticipant(user_id=target.id, date=ch.date)
-    return raw.types.channels.ChannelParticipant(participant=part, chats=[],
-                                                 users=[user(target, call.me.id)])
+    users = [user(target, call.me.id)]
+    if target.id != ch.creator_id and ch.creator_id in call.world.accounts:
+        users.append(user(call.world.accounts[ch.creator_id], call.me.id))  # the promoter
+    return raw.types.channels.ChannelParticipant(participant=part, chats=[], users=users)
 
 
 @handles("channels.ReadHistory")
