@@ -199,7 +199,7 @@ class App:
         pipeline = Pipeline(self.bot, self.janitor, self.monitor,
                             progress_interval=s.progress_interval_s,
                             cancel_markup=self.cancel_markup, on_bytes=self._count_bytes,
-                            sessions=self.sessions)
+                            sessions=self.sessions, settings_of=self.db.get_settings)
         self.queue = QueueManager(self.db, pipeline.run, max_concurrent=s.max_concurrent_downloads,
                                   max_queue=s.max_queue, max_per_user=s.max_jobs_per_user,
                                   admission=self.monitor.admit, notify=self.notify,

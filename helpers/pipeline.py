@@ -14,6 +14,7 @@ from typing import Awaitable, Callable
 
 from pyrogram import Client, enums, errors, types
 
+from helpers import user_settings as us
 from helpers.janitor import Janitor, safe_filename
 from helpers.memory_monitor import MemoryMonitor
 from helpers.progress import ProgressReporter
@@ -41,7 +42,8 @@ class Pipeline:
     def __init__(self, bot: Client, janitor: Janitor, monitor: MemoryMonitor, *,
                  progress_interval: float, cancel_markup: MarkupFactory,
                  on_bytes: Callable[[int, int], Awaitable[None]] | None = None,
-                 sessions: "SessionManager | None" = None):
+                 sessions: "SessionManager | None" = None,
+                 settings_of: Callable[[int], Awaitable[dict]] | None = None):
         self.bot = bot
         self.janitor = janitor
         self.monitor = monitor
@@ -49,6 +51,7 @@ class Pipeline:
         self.cancel_markup = cancel_markup
         self.on_bytes = on_bytes
         self.sessions = sessions
+        self.settings_of = settings_of
 
     async def run(self, job: dict) -> None:
         job_id, user_id = job["id"], job["user_id"]
@@ -131,30 +134,45 @@ class Pipeline:
 
     async def _deliver_from(self, client: Client, chat, msg: types.Message, job: dict,
                             reporter: ProgressReporter) -> str:
-        user_id = job["user_id"]
+        out = _Delivery(job, reporter, us.normalize(await self._prefs(job["user_id"])))
         group = [msg]
         if msg.media_group_id:
             group = await client.get_media_group(chat, msg.id)
-        if not msg.has_protected_content and client is self.bot:
+        if not msg.has_protected_content and client is self.bot and out.may_copy(group):
             try:
                 if len(group) > 1:
-                    await self.bot.copy_media_group(user_id, chat, msg.id)
+                    await self.bot.copy_media_group(out.chat, chat, msg.id, **out.thread)
                 else:
-                    await msg.copy(user_id)
-                return "copied" if len(group) == 1 else f"album of {len(group)} copied"
+                    caption = {}
+                    if msg.media and out.recaptions:
+                        text, ents = out.caption(msg, _file_name(msg))
+                        caption = {"caption": text, "caption_entities": ents,
+                                   "parse_mode": enums.ParseMode.DISABLED}
+                    await msg.copy(out.chat, **caption, **out.thread)
+                return out.summary("copied" if len(group) == 1
+                                   else f"album of {len(group)} copied")
             except errors.ChatForwardsRestricted:
                 pass  # protected after all: fall through to download + upload
         if not msg.media:
-            await self.bot.send_message(user_id, msg.text or "", entities=msg.entities,
-                                        parse_mode=enums.ParseMode.DISABLED)
-            return "text delivered"
+            await self.bot.send_message(out.chat, msg.text or "", entities=msg.entities,
+                                        parse_mode=enums.ParseMode.DISABLED, **out.thread)
+            return out.summary("text delivered")
         job_dir = self.janitor.job_dir(job["id"])
         files = []
-        for item in group:
-            files.append(await self._download(client, item, job_dir, reporter, job))
-        await self._upload(user_id, group, files, reporter, job)
+        for n, item in enumerate(group, 1):
+            files.append(await self._download(client, item, job_dir, out, n))
+        await self._upload(group, files, out)
         total = sum(os.path.getsize(f[0]) for f in files)
-        return f"{len(files)} file(s), {total / 1048576:.1f} MB"
+        return out.summary(f"{len(files)} file(s), {total / 1048576:.1f} MB")
+
+    async def _prefs(self, user_id: int) -> dict:
+        if self.settings_of is None:
+            return {}
+        try:
+            return await self.settings_of(user_id)
+        except Exception:  # noqa: BLE001 - defaults are better than a failed job
+            log.warning("could not read settings of user %s; using defaults", user_id)
+            return {}
 
     async def _fetch(self, client: Client, chat, msg_id: int) -> types.Message:
         try:
@@ -174,11 +192,12 @@ class Pipeline:
         return msg
 
     async def _download(self, client: Client, msg: types.Message, job_dir: Path,
-                        reporter: ProgressReporter, job: dict) -> tuple[str, str | None]:
+                        out: "_Delivery", n: int) -> tuple[str, str | None]:
         media = _media_of(msg)
-        name = safe_filename(getattr(media, "file_name", None),
-                             fallback=f"{msg.media.value}_{msg.id}{_default_ext(msg)}")
-        target = job_dir / name
+        name = us.apply_name(out.prefs, _file_name(msg), n=n)
+        target = job_dir / f"{n:03d}" / name  # one folder per item: renamed names may collide
+        target.parent.mkdir(parents=True, exist_ok=True)
+        reporter, job = out.reporter, out.job
 
         def progress(done: int, total: int) -> None:
             reporter.update("Downloading", done, total)
@@ -188,25 +207,69 @@ class Pipeline:
         if path is None:
             raise JobError("The download was interrupted; please try again.")
         thumb = None
-        thumbs = getattr(media, "thumbs", None)
-        if thumbs and msg.media != enums.MessageMediaType.PHOTO:
-            thumb = await client.download_media(thumbs[0].file_id,
-                                                file_name=str(job_dir / f"thumb_{msg.id}.jpg"))
+        if msg.media != enums.MessageMediaType.PHOTO:
+            thumb = await self._thumb(client, media, out, target.parent)
         if self.on_bytes:
             await self.on_bytes(job["id"], os.path.getsize(path))
         return path, thumb
 
-    async def _upload(self, user_id: int, group: list[types.Message], files: list,
-                      reporter: ProgressReporter, job: dict) -> None:
+    async def _thumb(self, client: Client, media, out: "_Delivery", folder: Path) -> str | None:
+        """The user's own thumbnail if they set one (it lives on the bot's side), else the
+        original's; a thumbnail that cannot be fetched is not worth failing the job."""
+        own = us.thumbnail(out.prefs)
+        sources = [(self.bot, own)] if own else []
+        thumbs = getattr(media, "thumbs", None)
+        if thumbs:
+            sources.append((client, thumbs[0].file_id))
+        for reader, file_id in sources:
+            try:
+                return await reader.download_media(file_id, file_name=str(folder / "thumb.jpg"))
+            except _AUTH_GONE:
+                raise
+            except (errors.RPCError, ValueError, OSError):
+                log.info("thumbnail not available; trying the next one")
+        return None
+
+    async def _upload(self, group: list[types.Message], files: list, out: "_Delivery") -> None:
+        reporter = out.reporter
+
         def progress(done: int, total: int) -> None:
             reporter.update("Uploading", done, total)
 
-        async with self.monitor.track("Upload", {"job": job["id"], "files": len(files)}):
+        async with self.monitor.track("Upload", {"job": out.job["id"], "files": len(files)}):
             if len(group) > 1:
                 await self.bot.send_media_group(
-                    user_id, [_input_media(m, p, t) for m, (p, t) in zip(group, files)])
+                    out.chat, [_input_media(m, p, t, out) for m, (p, t) in zip(group, files)],
+                    **out.thread)
                 return
-            await _send_one(self.bot, user_id, group[0], *files[0], progress)
+            await _send_one(self.bot, group[0], *files[0], out, progress)
+
+
+class _Delivery:
+    """Where one job's output goes and how it is dressed (the user's /settings)."""
+
+    def __init__(self, job: dict, reporter: ProgressReporter, prefs: dict):
+        self.job, self.reporter, self.prefs = job, reporter, prefs
+        target = us.target(prefs)
+        self.chat = target[0] if target else job["user_id"]
+        self.thread = {"message_thread_id": target[1]} if target and target[1] else {}
+        self.recaptions = bool(prefs["caption_off"] or prefs["caption"] or prefs["replace"])
+
+    def may_copy(self, group: list) -> bool:
+        """A server-side copy cannot rename, re-thumbnail or re-caption an album."""
+        if self.prefs["rename"] or self.prefs["thumb"]:
+            return not group[0].media
+        return len(group) == 1 or not self.recaptions
+
+    def caption(self, msg: types.Message, file_name: str) -> tuple[str, list | None]:
+        return us.apply_caption(self.prefs, msg.caption or "", msg.caption_entities,
+                                file_name=file_name)
+
+    def summary(self, what: str) -> str:
+        if self.chat == self.job["user_id"]:
+            return what
+        title = (self.prefs.get("target") or {}).get("title") or str(self.chat)
+        return f"{what}, delivered to {title}"
 
 
 async def _quietly(coro) -> None:
@@ -230,16 +293,23 @@ def _default_ext(msg: types.Message) -> str:
             enums.MessageMediaType.ANIMATION: ".mp4"}.get(msg.media, "")
 
 
-def _caption(msg: types.Message) -> dict:
-    return {"caption": msg.caption or "", "caption_entities": msg.caption_entities,
-            "parse_mode": enums.ParseMode.DISABLED}
+def _file_name(msg: types.Message) -> str:
+    media = _media_of(msg)
+    return safe_filename(getattr(media, "file_name", None),
+                         fallback=f"{msg.media.value}_{msg.id}{_default_ext(msg)}")
 
 
-async def _send_one(bot: Client, chat_id: int, msg: types.Message, path: str,
-                    thumb: str | None, progress) -> None:
+def _caption(msg: types.Message, path: str, out: _Delivery) -> dict:
+    text, entities = out.caption(msg, os.path.basename(path))
+    return {"caption": text, "caption_entities": entities, "parse_mode": enums.ParseMode.DISABLED}
+
+
+async def _send_one(bot: Client, msg: types.Message, path: str, thumb: str | None,
+                    out: _Delivery, progress) -> None:
     kind = msg.media
     media = _media_of(msg)
-    common = {"progress": progress, **_caption(msg)}
+    chat_id = out.chat
+    common = {"progress": progress, **_caption(msg, path, out), **out.thread}
     if kind == enums.MessageMediaType.PHOTO:
         await bot.send_photo(chat_id, path, **common)
     elif kind == enums.MessageMediaType.VIDEO:
@@ -262,8 +332,8 @@ async def _send_one(bot: Client, chat_id: int, msg: types.Message, path: str,
                                 force_document=True, **common)
 
 
-def _input_media(msg: types.Message, path: str, thumb: str | None):
-    cap = _caption(msg)
+def _input_media(msg: types.Message, path: str, thumb: str | None, out: _Delivery):
+    cap = _caption(msg, path, out)
     if msg.media == enums.MessageMediaType.PHOTO:
         return types.InputMediaPhoto(path, **cap)
     media = _media_of(msg)

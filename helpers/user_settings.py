@@ -273,9 +273,13 @@ def _rule_edits(text: str, rules: Sequence[Sequence[str]]) -> list[tuple[int, in
     for m in pattern.finditer(text):
         new = ordered[m.lastindex - 1][1]
         start, end = m.span()
-        if not new and end < len(text) and text[end] == " " and (start == 0
-                                                                or text[start - 1].isspace()):
-            end += 1
+        if not new:
+            before = text[start - 1] if start > 0 else ""
+            after = text[end] if end < len(text) else ""
+            if after == " " and (not before or before.isspace()):
+                end += 1  # "a SPAM b" -> "a b"; "SPAM b" -> "b"
+            elif before == " " and (not after or after in ".,;:!?"):
+                start -= 1  # "a SPAM" -> "a"; "a SPAM." -> "a."
         edits.append((start, end, new))
     return edits
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-
-from tests.simclient import write_random
+from tests.simclient import file_digest, write_random
 
 
 async def _menu(p):
@@ -152,3 +151,41 @@ async def test_unknown_button_data_is_answered_politely(env):
         answer = await p.client.request_callback_answer(menu.chat.id, menu.id, data)
         assert "no longer valid" in answer.message
     assert env.app.prompts.get(p.id) is None
+
+
+async def test_settings_shape_what_the_pipeline_delivers(env):
+    """Rename, word rules, custom caption and thumbnail on a protected file re-uploaded, and a
+    copy delivered to a target channel's topic-less feed with the caption rewritten."""
+    p = env.people[0]
+    owner = await env.person("Owner")
+    locked = await owner.client.create_channel("Locked", "")
+    await owner.client.set_chat_protected_content(locked.id, True)
+    await owner.client.add_chat_members(locked.id, env.bot_username)
+    src = write_random(env.work / "Episode SPAM 01.bin", 1_500_000)
+    post = await owner.client.send_document(locked.id, str(src), caption="Episode **one** SPAM")
+    await env.app.db.set_settings(p.id, {
+        "rename": "{name} [mine]", "replace": [["SPAM", ""]],
+        "caption": "{caption} | {filename}"})
+    await p.say(f"https://t.me/c/{str(locked.id)[4:]}/{post.id}")
+    got = await p.expect_media()
+    assert got.document.file_name == "Episode 01 [mine].bin"
+    assert got.caption == "Episode one | Episode 01 [mine].bin"
+    bold = [e for e in got.caption_entities or [] if e.type.name == "BOLD"]
+    assert bold and got.caption[bold[0].offset:bold[0].offset + bold[0].length] == "one"
+    path = await p.client.download_media(got, file_name=str(env.work / "out" / "x"))
+    assert file_digest(path) == file_digest(src)
+
+    # A public post, copied server-side into the user's own channel with captions off.
+    feed = await p.client.create_channel("My feed", "")
+    await p.client.add_chat_members(feed.id, env.bot_username)
+    await p.client.promote_chat_member(feed.id, env.bot_username)
+    pub = await owner.client.create_channel("Pub", "")
+    await owner.client.set_chat_username(pub.id, "pubsettings")
+    doc = await owner.client.send_document("pubsettings", str(src), caption="drop me")
+    await env.app.db.set_settings(p.id, {"caption_off": True,
+                                         "target": {"chat": feed.id, "topic": None,
+                                                    "title": "My feed"}})
+    await p.say(f"https://t.me/pubsettings/{doc.id}")
+    await p.expect_text("delivered to My feed")
+    copied = [m async for m in p.client.get_chat_history(feed.id, limit=5) if m.document]
+    assert len(copied) == 1 and not copied[0].caption
