@@ -14,6 +14,7 @@ from pyrogram.types import BotCommand
 
 from bot.config import ConfigError, Settings
 from bot.server import WebServer
+from helpers import floodwait
 from helpers.cache import TTLCache
 from helpers.database import Database
 from helpers.janitor import Janitor
@@ -75,7 +76,8 @@ class App:
         workdir.mkdir(parents=True, exist_ok=True)
         opts = client_options("bot", s.telegram_server, s.telegram_server_key, workdir=workdir)
         client = Client("bot", api_id=s.api_id, api_hash=s.api_hash, bot_token=s.bot_token,
-                        plugins={"root": "plugins"}, workers=8, **opts)
+                        plugins={"root": "plugins"}, workers=8, max_message_cache_size=200,
+                        **opts)
         client.app = self
         return client
 
@@ -140,6 +142,7 @@ class App:
         try:
             await self.bot.send_message(user_id, text, parse_mode=enums.ParseMode.DISABLED)
         except errors.FloodWait as e:
+            floodwait.record(e.value, "notify")
             log.warning("notify skipped: FloodWait %ss", e.value)
 
     async def _count_bytes(self, job_id: int, n: int) -> None:
@@ -154,9 +157,26 @@ class App:
             "queue_waiting": q.waiting if q else 0,
             "transfers_active": q.running if q else 0,
             "bytes_transferred": self.bytes_transferred,
+            "floodwaits": floodwait.STATS.count,
             "jobs": {"done": q.done_count, "failed": q.failed_count,
                      "cancelled": q.cancelled_count} if q else {},
         }
+
+    def _caches(self) -> dict:
+        return {"prompts": self.prompts, "invites": self.invites, "bans": self._bans}
+
+    def _cache_items(self) -> int:
+        return sum(len(c) for c in self._caches().values()) + len(self.bot.message_cache)
+
+    def _trim_caches(self) -> str:
+        dropped = sum(c.purge_expired() for c in self._caches().values())
+        dropped += len(self._bans)
+        self._bans.clear()  # re-read from the DB on demand
+        store = getattr(self.bot.message_cache, "_cache", None)
+        if store is not None:  # pyrogram's own cache of recent messages: pure convenience
+            dropped += len(store)
+            store.clear()
+        return f"{dropped} cache entries dropped"
 
     async def _evict_sessions(self) -> str:
         return f"{await self.sessions.evict_idle()} idle session(s) closed"
@@ -208,6 +228,9 @@ class App:
         self.monitor.register_gauge("active downloads", lambda: self.queue.running)
         self.monitor.register_gauge("live sessions", lambda: self.sessions.live_count)
         self.monitor.register_gauge("pending logins", lambda: len(self.logins))
+        self.monitor.register_gauge("cache items", self._cache_items)
+        self.monitor.register_gauge("floodwaits", lambda: floodwait.STATS.count)
+        self.monitor.register_action("trim caches", self._trim_caches)
         self.monitor.register_action("evict idle user sessions", self._evict_sessions)
         self.sessions.start()
         await self.queue.start()

@@ -14,6 +14,8 @@ from typing import AsyncIterator, Awaitable, Callable
 
 from pyrogram import errors
 
+from helpers import floodwait
+
 log = logging.getLogger("broadcast")
 
 # The recipient cannot get messages from the bot: count and move on.
@@ -46,7 +48,7 @@ async def broadcast(recipients: AsyncIterator[int], send: Callable[[int], Awaita
                     result.delivered += 1
                     break
                 except errors.FloodWait as e:
-                    wait = float(e.value or 1)
+                    wait = floodwait.record(e.value, "broadcast")
                     if attempt == 2 or wait > max_flood_wait:
                         result.failed += 1
                         break

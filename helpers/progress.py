@@ -17,6 +17,8 @@ from typing import Awaitable, Callable
 
 from pyrogram.errors import FloodWait, MessageNotModified
 
+from helpers import floodwait
+
 __all__ = ["render_progress", "format_size", "format_eta", "ProgressReporter"]
 
 log = logging.getLogger(__name__)
@@ -194,7 +196,7 @@ class ProgressReporter:
             await self._edit(text)
         except FloodWait as exc:
             try:
-                wait = float(exc.value)
+                wait = floodwait.record(exc.value, "progress edit")
             except (TypeError, ValueError):
                 wait = 60.0
             self._flood_until = self._clock() + max(wait, 0.0)

@@ -10,7 +10,7 @@ from helpers.broadcast import broadcast
 
 log = logging.getLogger("admin")
 
-ADMIN_COMMANDS = ["addpremium", "rmpremium", "ban", "unban", "broadcast", "stats"]
+ADMIN_COMMANDS = ["addpremium", "rmpremium", "ban", "unban", "broadcast", "stats", "memstats"]
 USAGE = {
     "addpremium": "/addpremium <user id> <days>",
     "rmpremium": "/rmpremium <user id>",

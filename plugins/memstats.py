@@ -1,0 +1,13 @@
+"""/memstats for admins: the memory picture; `/memstats gc` forces a collection."""
+
+from pyrogram import Client, enums, filters
+
+
+@Client.on_message(filters.private & filters.command("memstats"))
+async def memstats(client: Client, message):
+    app = client.app
+    if len(message.command) > 1 and message.command[1].lower() == "gc":
+        text = await app.monitor.force_gc()
+    else:
+        text = app.monitor.memstats_text()
+    await message.reply(text, parse_mode=enums.ParseMode.DISABLED)
