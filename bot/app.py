@@ -23,6 +23,7 @@ from helpers.logs import register_secret, setup_logging
 from helpers.memory_monitor import MemoryMonitor
 from helpers.pipeline import Pipeline
 from helpers.queue_manager import QueueManager
+from helpers.rate_limit import RateLimiter
 from helpers.secrets import SecretKeyError, SessionCipher, check_key_against
 from helpers.session_manager import SessionManager
 from helpers.telegram_server import client_options
@@ -58,6 +59,7 @@ class App:
         self._tasks: set[asyncio.Task] = set()
         self._bans: TTLCache[int, bool] = TTLCache(maxsize=5000, ttl=60)
         # token -> (user_id, invite link, title) behind a Join button
+        self.rate = RateLimiter(settings.messages_per_minute)
         self.invites: TTLCache[int, tuple[int, str, str]] = TTLCache(maxsize=500, ttl=900)
         self.bytes_transferred = 0
         self.monitor = MemoryMonitor(settings.memory_limit_mb, settings.memory_warn_mb,
@@ -219,7 +221,8 @@ class App:
         pipeline = Pipeline(self.bot, self.janitor, self.monitor,
                             progress_interval=s.progress_interval_s,
                             cancel_markup=self.cancel_markup, on_bytes=self._count_bytes,
-                            sessions=self.sessions, settings_of=self.db.get_settings)
+                            sessions=self.sessions, settings_of=self.db.get_settings,
+                            on_delivered=self.db.mark_delivered)
         self.queue = QueueManager(self.db, pipeline.run, max_concurrent=s.max_concurrent_downloads,
                                   max_queue=s.max_queue, max_per_user=s.max_jobs_per_user,
                                   admission=self.monitor.admit, notify=self.notify,
@@ -235,7 +238,8 @@ class App:
         self.sessions.start()
         await self.queue.start()
         self.web = WebServer(s.port, is_connected=lambda: bool(self.bot and self.bot.is_connected),
-                             monitor=self.monitor, status=self.status)
+                             monitor=self.monitor, status=self.status,
+                             metrics_token=s.metrics_token or None)
         await self.web.start()
         self.monitor.start()
         self.janitor.start()

@@ -23,7 +23,7 @@ _FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
 _INT_RE = re.compile(r"\+?[0-9]{1,18}", re.ASCII)
 _BOT_TOKEN_RE = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{1,200}", re.ASCII)
 _HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", re.ASCII)
-_SECRET_FIELDS = frozenset({"api_hash", "bot_token", "session_key"})
+_SECRET_FIELDS = frozenset({"api_hash", "bot_token", "session_key", "metrics_token"})
 
 
 class ConfigError(Exception):
@@ -63,6 +63,8 @@ class Settings:
     premium_batch_cap: int = 200
     constrained: bool = False
     log_level: str = "INFO"
+    metrics_token: str = ""
+    messages_per_minute: int = 20
 
     @property
     def owner_id(self) -> int | None:
@@ -290,4 +292,6 @@ def load_settings(environ: Mapping[str, str] | None = None,
         premium_batch_cap=r.int("PREMIUM_BATCH_CAP", 200),
         constrained=constrained,
         log_level=level,
+        metrics_token=r.raw("METRICS_TOKEN") or "",
+        messages_per_minute=r.int("MESSAGES_PER_MINUTE", 20, maximum=10_000),
     )

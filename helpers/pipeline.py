@@ -43,7 +43,8 @@ class Pipeline:
                  progress_interval: float, cancel_markup: MarkupFactory,
                  on_bytes: Callable[[int, int], Awaitable[None]] | None = None,
                  sessions: "SessionManager | None" = None,
-                 settings_of: Callable[[int], Awaitable[dict]] | None = None):
+                 settings_of: Callable[[int], Awaitable[dict]] | None = None,
+                 on_delivered: Callable[[int], Awaitable[None]] | None = None):
         self.bot = bot
         self.janitor = janitor
         self.monitor = monitor
@@ -52,13 +53,24 @@ class Pipeline:
         self.on_bytes = on_bytes
         self.sessions = sessions
         self.settings_of = settings_of
+        self.on_delivered = on_delivered
 
     async def run(self, job: dict) -> None:
         job_id, user_id = job["id"], job["user_id"]
         markup = self.cancel_markup(job)
-        status = await self.bot.send_message(
-            user_id, f"Job #{job_id} started: fetching message {job['msg_id']}…",
-            reply_markup=markup, parse_mode=enums.ParseMode.DISABLED)
+        if job.get("delivered"):
+            # Sent before a crash cut the bookkeeping short: never send it twice.
+            await self.bot.send_message(
+                user_id, f"Job #{job_id} done: it was delivered before the bot restarted.",
+                parse_mode=enums.ParseMode.DISABLED)
+            return
+        first = f"Job #{job_id} started: fetching message {job['msg_id']}…"
+        if job.get("attempts"):
+            first = (f"Job #{job_id} resumed after an interruption (attempt "
+                     f"{job['attempts'] + 1}): if part of it already reached you, this is a "
+                     "retry.")
+        status = await self.bot.send_message(user_id, first, reply_markup=markup,
+                                             parse_mode=enums.ParseMode.DISABLED)
 
         async def edit(text: str) -> None:
             await self.bot.edit_message_text(user_id, status.id, text, reply_markup=markup,
@@ -71,6 +83,8 @@ class Pipeline:
         try:
             async with self.monitor.track("Job", {"job": job_id, "msg": job["msg_id"]}):
                 summary = await self._deliver(job, reporter)
+            if self.on_delivered:
+                await self.on_delivered(job_id)
             await reporter.finish(f"Job #{job_id} done: {summary}")
         except JobError as e:
             await reporter.finish(f"Job #{job_id} failed: {e}")

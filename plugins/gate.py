@@ -1,23 +1,41 @@
-"""Runs before every other handler: a banned user gets one clear refusal per message."""
+"""Runs before every other handler: banned users get one clear refusal per message, and
+anyone sending faster than MESSAGES_PER_MINUTE is asked to slow down (admins exempt)."""
 
 from pyrogram import Client, filters
 
 BANNED = "You are banned from using this bot."
 
 
+def _slow_down(wait: float) -> str:
+    return (f"You are sending messages too fast. Please wait {max(1, round(wait))} s; "
+            "messages sent meanwhile are ignored.")
+
+
 @Client.on_message(filters.private & filters.incoming, group=-2)
-async def refuse_banned(client: Client, message):
+async def gate(client: Client, message):
     user = message.from_user
-    if user is None or client.app.is_admin(user.id):
+    app = client.app
+    if user is None or app.is_admin(user.id):
         return
-    if await client.app.is_banned(user.id):
+    if await app.is_banned(user.id):
         await message.reply(BANNED)
         message.stop_propagation()
+    allowed, wait = app.rate.hit(user.id)
+    if not allowed:
+        if wait is not None:
+            await message.reply(_slow_down(wait))
+        message.stop_propagation()
+
 
 @Client.on_callback_query(group=-2)
-async def refuse_banned_buttons(client: Client, query):
-    if client.app.is_admin(query.from_user.id):
+async def gate_buttons(client: Client, query):
+    app = client.app
+    if app.is_admin(query.from_user.id):
         return
-    if await client.app.is_banned(query.from_user.id):
+    if await app.is_banned(query.from_user.id):
         await query.answer(BANNED, show_alert=True)
+        query.stop_propagation()
+    allowed, wait = app.rate.hit(query.from_user.id)
+    if not allowed:
+        await query.answer(_slow_down(wait or 5), show_alert=True)
         query.stop_propagation()
