@@ -160,6 +160,8 @@ class App:
             "transfers_active": q.running if q else 0,
             "bytes_transferred": self.bytes_transferred,
             "floodwaits": floodwait.STATS.count,
+            "sessions": self.sessions.describe() if self.sessions else [],
+            "queue": q.describe() if q else [],
             "jobs": {"done": q.done_count, "failed": q.failed_count,
                      "cancelled": q.cancelled_count} if q else {},
         }

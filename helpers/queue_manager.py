@@ -148,6 +148,15 @@ class QueueManager:
             out.append((jid, status, self.position(jid) if status == "queued" else None))
         return out
 
+    def describe(self, limit: int = 50) -> list[dict]:
+        """Running then waiting jobs, best first, for the status page."""
+        rows = [{"job": e.job_id, "user_id": e.user_id, "state": "running"}
+                for e in list(self._active.values())[:limit]]
+        for tier, job_id, user_id in heapq.nsmallest(max(0, limit - len(rows)), self._heap):
+            rows.append({"job": job_id, "user_id": user_id,
+                         "state": "waiting (premium)" if tier == PREMIUM else "waiting"})
+        return rows
+
     def snapshot(self) -> dict:
         return {
             "waiting": self.waiting,

@@ -130,6 +130,12 @@ class SessionManager:
     def is_live(self, user_id: int) -> bool:
         return int(user_id) in self._live
 
+    def describe(self, limit: int = 50) -> list[dict]:
+        """Rows for the status page (user ids are masked there without METRICS_TOKEN)."""
+        now = time.monotonic()
+        return [{"user_id": e.user_id, "busy": e.refs > 0, "idle_s": round(now - e.last_used)}
+                for e in list(self._live.values())[:limit]]
+
     @property
     def enabled(self) -> bool:
         return self.cipher is not None

@@ -25,3 +25,8 @@ async def start_help(client: Client, message):
     await client.app.db.ensure_user(message.from_user.id)
     intro = "Hello! " if message.command[0] == "start" else ""
     await message.reply(intro + HELP, parse_mode=enums.ParseMode.DISABLED)
+
+
+@Client.on_callback_query(~filters.regex(r"^(cancel|join|nojoin|set):"))
+async def unknown_button(client: Client, query):
+    await query.answer("This button is not valid.", show_alert=True)

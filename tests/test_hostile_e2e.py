@@ -1,0 +1,167 @@
+"""Hostile input against the running bot, and a grep for secrets in everything it shows.
+
+Every message of the corpus gets a clear reply or is ignored: no traceback reaches the user
+or the log, the queue is untouched, and files never leave ASSETS_DIR."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from pathlib import Path
+
+import aiohttp
+from pyrogram import enums, types
+
+from tests.botenv import bot_env
+from tests.simclient import write_random
+from tests.test_accounts_e2e import login
+
+CORPUS = [
+    "t.me/",
+    "https://t.me/c/0/0",
+    "https://t.me/c/123/-5",
+    "https://t.me/name/0",
+    "https://t.me/c/1234567/1-1000000000",
+    "https://t.me/pubx/5-1",
+    "https://t.me/" + "a" * 300 + "/1",
+    "https://t.me/c/" + "9" * 40 + "/1",
+    "https://t.me/+",
+    "https://t.me/joinchat/",
+    "t.me/c/123/4?single&thread=-1&comment=99999999999999999999",
+    "\u202eexe.txt t.me/\u0000bad/1",
+    "\x01\x02\x03\x7f",
+    "𝓽.𝓶𝓮/𝓬/1/1 ﷽ 🤖" * 10,
+    "x" * 4096,
+    ("t.me/valid_name/1 " * 300)[:4096],
+    "/batch",
+    "/batch abc",
+    "/batch https://t.me/pubx/1 1000000000",
+    "/batch https://t.me/pubx/1 -3",
+    "/batch https://t.me/pubx/1 0",
+    "/addpremium 1 99999",
+    "/ban -1",
+    "/broadcast pwned",
+    "/memstats gc",
+    "/settings " + "z" * 1000,
+    "/status extra args \u0000",
+    "/canceldownload 999999999999",
+    "/logout",
+]
+
+
+async def test_hostile_corpus_gets_clear_replies_and_nothing_breaks(sim, clients, tmp_path):
+    async with bot_env(sim, clients, tmp_path, messages_per_minute=1000) as env:
+        me = env.people[0]
+        for text in CORPUS:
+            await me.say(text)
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(2)
+        replies = me.drain()
+        texts = [m.text or "" for m in replies]
+        assert not any("Traceback" in t or "Error:" in t for t in texts)
+        assert len(replies) >= len(CORPUS) - 2, f"{len(replies)} replies to {len(CORPUS)}"
+        assert env.app.queue.waiting == 0 and env.app.queue.running == 0
+        assert await env.app.db.count_waiting() == 0
+        log = Path(env.app.settings.log_file).read_text()
+        assert "Traceback" not in log, log[log.find("Traceback") - 500:][:3000]
+        # Still answering, and still working.
+        await me.ask("/status", "no jobs")
+
+
+async def test_forged_and_foreign_callback_data_cancels_nothing(env):
+    a = env.people[0]
+    b = await env.person("B")
+    owner = await env.person("Owner")
+    ch = await owner.client.create_channel("Slow", "")
+    await owner.client.set_chat_protected_content(ch.id, True)
+    await owner.client.add_chat_members(ch.id, env.bot_username)
+    src = write_random(env.work / "slow.bin", 3_000_000)
+    post = await owner.client.send_document(ch.id, str(src))
+    env.sim.faults.bandwidth_bps = 600_000
+    await a.say(f"https://t.me/c/{str(ch.id)[4:]}/{post.id}")
+    progress = await a.expect(lambda m: m.reply_markup is not None
+                              and "started" in (m.text or ""))
+    a_data = progress.reply_markup.inline_keyboard[0][0].callback_data
+    job_id = int(a_data.split(":")[1])
+
+    # B replays A's exact button data, then forges variants, on a bot message in B's chat.
+    b_msg = await b.ask("/help", "I download")
+    for data in (a_data, f"cancel:{job_id}:{'0' * 16}", f"cancel:{job_id}", "cancel:x:y",
+                 "cancel:" + "9" * 30 + ":abc", "join:1:2", "set:reset:../../etc", "\u0000"):
+        answer = await b.client.request_callback_answer(b_msg.chat.id, b_msg.id, data)
+        assert answer.message is None or "not valid" in answer.message \
+            or "expired" in answer.message or "no longer valid" in answer.message
+    assert job_id in env.app.queue.active_job_ids(), "A's job still running"
+    env.sim.faults.bandwidth_bps = 0
+    await a.expect_media(timeout=60)
+
+
+async def test_hostile_captions_and_file_names_are_tamed(env):
+    me, owner = env.people[0], await env.person("Owner")
+    ch = await owner.client.create_channel("Odd", "")
+    await owner.client.set_chat_protected_content(ch.id, True)
+    await owner.client.add_chat_members(ch.id, env.bot_username)
+    src = write_random(env.work / "evil.bin", 10_000)
+    names = ["../../../../tmp/pwned.txt", "CON", "nul.txt", "..", "a" * 400 + ".bin"]
+    posts = []
+    for i, name in enumerate(names):
+        entities = [types.MessageEntity(type=enums.MessageEntityType.BOLD, offset=3,
+                                        length=500)]
+        posts.append(await owner.client.send_document(
+            ch.id, str(src), file_name=name, caption=f"cap{i}", caption_entities=entities))
+    base = f"https://t.me/c/{str(ch.id)[4:]}/"
+    await me.say(f"{base}{posts[0].id}-{posts[-1].id}")
+    got = []
+    while len(got) < len(posts):
+        got.append(await me.expect_media(timeout=60))
+    for msg in got:
+        name = msg.document.file_name
+        assert "/" not in name and "\\" not in name and name not in ("..", ".", "CON", "nul.txt")
+        assert len(name.encode()) <= 255
+        for e in msg.caption_entities or []:
+            assert e.offset + e.length <= len(msg.caption)
+    assert not Path("/tmp/pwned.txt").exists()
+    assets = Path(env.app.settings.assets_dir)
+    await asyncio.sleep(0.3)
+    assert not assets.exists() or not any(assets.rglob("*"))
+
+
+async def test_no_secret_in_logs_memstats_stats_metrics_or_status_page(sim, clients, tmp_path):
+    async with bot_env(sim, clients, tmp_path, metrics_token="letmein-0123456789") as env:
+        admin, user = env.people[0], await env.person("Secretive", password="pa55-word-xyz")
+        env.app.settings = dataclasses.replace(env.app.settings, admin_ids=(admin.id,),
+                                               owner_ids=(admin.id,))
+        await login(env, user, password="pa55-word-xyz")
+        owner = await env.person("Owner")
+        ch = await owner.client.create_channel("Private", "")
+        await owner.client.add_chat_members(ch.id, user.id)
+        note = await owner.client.send_message(ch.id, "hello")
+        await user.say(f"https://t.me/c/{str(ch.id)[4:]}/{note.id}")
+        await user.expect_text("hello")
+        assert env.app.sessions.is_live(user.id)
+
+        session_string = env.app.cipher.decrypt(await env.app.db.load_session(user.id))
+        s = env.app.settings
+        secrets = {"phone": user.phone.lstrip("+"), "password": "pa55-word-xyz",
+                   "session": session_string, "bot token": s.bot_token,
+                   "api hash": s.api_hash, "session key": s.session_key,
+                   "metrics token": s.metrics_token}
+        shown = {"memstats": (await admin.ask("/memstats", "RSS")).text,
+                 "stats": (await admin.ask("/stats", "Users:")).text}
+        port = env.app.web.bound_port
+        async with aiohttp.ClientSession() as http:
+            for name, path in (("metrics", "/metrics"), ("page", "/"),
+                               ("page with token", f"/?token={s.metrics_token}")):
+                async with http.get(f"http://127.0.0.1:{port}{path}") as resp:
+                    shown[name] = await resp.text()
+        shown["logs"] = Path(s.log_file).read_text()
+        for where, text in shown.items():
+            for what, value in secrets.items():
+                if what == "metrics token" and where == "page with token":
+                    continue
+                assert value not in text, f"{what} found in {where}"
+        uid = str(user.id)
+        assert uid not in shown["metrics"] and uid not in shown["page"]
+        assert uid in shown["page with token"], "the token unlocks the session table"
+        assert os.path.getsize(s.database_path) > 0

@@ -1,0 +1,115 @@
+"""SIGTERM (what Render sends on every deploy) in the middle of a job read through a user's
+session: exit 0 well within 20 s, the job back in the queue, every connection closed, and the
+next start delivers it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pyrogram import filters
+
+from helpers.secrets import SessionCipher, generate_key
+from tests.simclient import API_HASH, API_ID, file_digest, write_random
+
+ROOT = Path(__file__).resolve().parent.parent
+READER = "Downloader bot reader"
+
+
+async def test_sigterm_mid_transfer_exits_zero_and_resumes(sim, clients, phone, tmp_path):
+    bot_acc = sim.world.add_bot("term_test_bot", "Graceful")
+    owner = await clients.user(phone, "Owner")
+    reader = await clients.user(phone[:-1] + "9", "Reader")
+    inbox: asyncio.Queue = asyncio.Queue()
+
+    @reader.on_message(filters.private & filters.user(bot_acc.id))
+    async def collect(_, message):
+        await inbox.put(message)
+
+    ch = await owner.create_channel("Private", "")
+    await owner.set_chat_protected_content(ch.id, True)
+    await owner.add_chat_members(ch.id, reader.me.id)
+    src = write_random(tmp_path / "big.bin", 16 * 1024 * 1024)
+    post = await owner.send_document(ch.id, str(src), caption="after the deploy")
+
+    # The reader's session, stored the way /login stores it.
+    key = generate_key()
+    login_client = clients.new(device_model=READER)
+    await login_client.connect()
+    sent = await login_client.send_code(reader.me.phone_number or phone[:-1] + "9")
+    await login_client.sign_in(phone[:-1] + "9", sent.phone_code_hash, sim.world.login_code)
+    session_string = await login_client.export_session_string()
+    await login_client.disconnect()
+    db_path = tmp_path / "bot" / "bot.db"
+    db_path.parent.mkdir()
+    from helpers.database import Database
+
+    db = await Database.open(db_path)
+    await db.save_session(reader.me.id, SessionCipher(key).encrypt(session_string))
+    await db.close()
+
+    env = {**os.environ, "API_ID": str(API_ID), "API_HASH": API_HASH,
+           "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": f"127.0.0.1:{sim.port}",
+           "TELEGRAM_SERVER_KEY": str(sim.public_key_path), "SESSION_KEY": key,
+           "DATABASE_PATH": str(db_path), "ASSETS_DIR": str(tmp_path / "bot" / "Assets"),
+           "LOG_FILE": str(tmp_path / "logs.txt"), "PORT": "18082", "PROGRESS_INTERVAL": "3"}
+
+    def spawn():
+        return subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    sim.faults.bandwidth_bps = 2 * 1024 * 1024
+    proc = spawn()
+    try:
+        for _ in range(100):
+            if sim.connection_count(bot_acc.id):
+                break
+            await asyncio.sleep(0.1)
+        await reader.send_message("term_test_bot", f"https://t.me/c/{str(ch.id)[4:]}/{post.id}")
+        deadline = time.monotonic() + 30
+        while sim.stats["upload.GetFile"] < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert sim.connection_count(reader.me.id, device_model=READER) >= 1, "session live"
+
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 25)
+        took = time.monotonic() - started
+        print(f"\nSIGTERM to exit: {took:.1f} s, exit code {code}")
+        assert code == 0, proc.stderr.read()
+        assert took < 20
+        await asyncio.sleep(0.3)
+        assert sim.connection_count(bot_acc.id) == 0
+        assert sim.connection_count(reader.me.id, device_model=READER) == 0
+        with sqlite3.connect(db_path) as conn:
+            rows = conn.execute("SELECT status, delivered FROM jobs").fetchall()
+        assert rows == [("queued", 0)], rows
+        log = Path(env["LOG_FILE"]).read_text()
+        assert "Shutting down" in log and "Stopped" in log
+        assert "Session Disconnected" in log
+
+        sim.faults.bandwidth_bps = 0
+        proc = spawn()
+        deadline = time.monotonic() + 90
+        got = None
+        while time.monotonic() < deadline:
+            msg = await asyncio.wait_for(inbox.get(), deadline - time.monotonic())
+            if msg.media:
+                got = msg
+                break
+        assert got is not None and got.caption == "after the deploy"
+        path = await reader.download_media(got, file_name=str(tmp_path / "out" / "s"))
+        assert file_digest(path) == file_digest(src)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(25)
+            except subprocess.TimeoutExpired:
+                proc.kill()
