@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -182,6 +183,16 @@ class App:
             store.clear()
         return f"{dropped} cache entries dropped"
 
+    async def _sweep_orphans(self) -> None:
+        """Files of jobs that ended while the bot was down (given up, delivered before a
+        crash) go now; a waiting job keeps its folder for the parts it can resume from."""
+        keep: set[str] = set()
+        async with contextlib.aclosing(
+                self.db.iter_jobs_with_status(("queued", "running"))) as rows:
+            async for row in rows:
+                keep.add(str(row["id"]))
+        await asyncio.to_thread(self.janitor.sweep, keep, None, 0)
+
     async def _evict_sessions(self) -> str:
         return f"{await self.sessions.evict_idle()} idle session(s) closed"
 
@@ -239,6 +250,7 @@ class App:
         self.monitor.register_action("evict idle user sessions", self._evict_sessions)
         self.sessions.start()
         await self.queue.start()
+        await self._sweep_orphans()
         self.web = WebServer(s.port, is_connected=lambda: bool(self.bot and self.bot.is_connected),
                              monitor=self.monitor, status=self.status,
                              metrics_token=s.metrics_token or None)

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import datetime as _dt
 import json
+import logging
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable, Sequence
@@ -25,6 +27,9 @@ ACTIVE_STATUSES = ("queued", "running")
 # Page size for keyset iteration: small enough to bound memory, large enough that a
 # broadcast over many users does not pay one round trip per row.
 _PAGE = 500
+LOCKED_RETRY_S = 30.0  # beyond the 5 s busy timeout, before a write gives up
+
+log = logging.getLogger(__name__)
 
 # Append-only: a released migration is never edited, a new one is added instead.
 _MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
@@ -170,10 +175,27 @@ class Database:
 
     # ------------------------------------------------------------------ plumbing
 
+    async def _locked_retry(self, sql: str, params: Sequence[Any] = ()):
+        """Execute, waiting out another process's lock past the busy timeout: a backup or
+        an operator's sqlite3 shell must delay a write, not lose it."""
+        deadline = time.monotonic() + LOCKED_RETRY_S
+        delay = 0.2
+        while True:
+            try:
+                return await self._conn.execute(sql, params)
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("database locked; retrying in %.1f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
+
     @contextlib.asynccontextmanager
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._wlock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            await self._locked_retry("BEGIN IMMEDIATE")
             try:
                 yield self._conn
             except BaseException:
@@ -185,7 +207,7 @@ class Database:
     async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Single-statement write, committed on return; returns the rowcount."""
         async with self._wlock:
-            cur = await self._conn.execute(sql, params)
+            cur = await self._locked_retry(sql, params)
             n = cur.rowcount
             await cur.close()
             return n

@@ -163,10 +163,13 @@ class Janitor:
 
     # ------------------------------------------------------------------ sweeping
 
-    def sweep(self, owned: Iterable[str | int] | None = None, now: float | None = None) -> tuple[int, int]:
-        """Blocking; the periodic loop runs it in a thread. Returns (removed, bytes freed)."""
+    def sweep(self, owned: Iterable[str | int] | None = None, now: float | None = None,
+              max_age_s: float | None = None) -> tuple[int, int]:
+        """Blocking; the periodic loop runs it in a thread. Returns (removed, bytes freed).
+        max_age_s=0 at start-up removes whatever no waiting job owns, however fresh."""
         keep = {str(x) for x in (self._owned() if owned is None else owned)}
         now = time.time() if now is None else now
+        max_age = self.max_age_s if max_age_s is None else max_age_s
         removed = freed = 0
         try:
             it = os.scandir(self.assets_dir)
@@ -178,7 +181,7 @@ class Janitor:
                     continue
                 try:
                     newest, size = _tree_stat(entry.path)
-                    if now - newest < self.max_age_s:
+                    if now - newest < max_age:
                         continue
                     _remove(entry.path)
                 except FileNotFoundError:

@@ -7,13 +7,18 @@ user; the queue records and reports them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
 from pyrogram import Client, enums, errors, types
 
+from helpers import floodwait
 from helpers import user_settings as us
 from helpers.janitor import Janitor, safe_filename
 from helpers.memory_monitor import MemoryMonitor
@@ -21,6 +26,8 @@ from helpers.progress import ProgressReporter
 from helpers.queue_manager import JobError
 from helpers.session_manager import AUTH_GONE as _AUTH_GONE, SessionManager
 
+_FINAL_EDIT_WAIT_S = 30.0  # how long a finished job waits to show its last status
+_SEND_ATTEMPTS = 3
 _DIALOG_SCAN_LIMIT = 2000  # how far to look for a chat the user's session has not cached
 
 log = logging.getLogger("pipeline")
@@ -60,6 +67,7 @@ class Pipeline:
         markup = self.cancel_markup(job)
         if job.get("delivered"):
             # Sent before a crash cut the bookkeeping short: never send it twice.
+            self.janitor.remove_job_dir(job_id)
             await self.bot.send_message(
                 user_id, f"Job #{job_id} done: it was delivered before the bot restarted.",
                 parse_mode=enums.ParseMode.DISABLED)
@@ -82,10 +90,18 @@ class Pipeline:
         self.janitor.remove_job_dir(job_id)
         try:
             async with self.monitor.track("Job", {"job": job_id, "msg": job["msg_id"]}):
-                summary = await self._deliver(job, reporter)
-            if self.on_delivered:
-                await self.on_delivered(job_id)
-            await reporter.finish(f"Job #{job_id} done: {summary}")
+                try:
+                    summary = await self._deliver(job, reporter)
+                except OSError as e:
+                    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                        log.error("job #%s: disk full: %s", job_id, e)
+                        raise JobError("The bot's disk is full right now. Please send the "
+                                       "link again later.") from None
+                    raise
+            await self._mark_delivered(job_id)
+            done = f"Job #{job_id} done: {summary}"
+            if not await reporter.finish(done):
+                await self._final_word(reporter, user_id, done)
         except JobError as e:
             await reporter.finish(f"Job #{job_id} failed: {e}")
             raise
@@ -98,6 +114,39 @@ class Pipeline:
         finally:
             await reporter.close()
             self.janitor.remove_job_dir(job_id)
+
+    async def _mark_delivered(self, job_id: int) -> None:
+        """Bookkeeping after the user has the file: its failure must not fail the job."""
+        if self.on_delivered is None:
+            return
+        try:
+            await self.on_delivered(job_id)
+        except Exception:  # noqa: BLE001 - the worst case is one retry notice after a crash
+            log.warning("job #%s: could not record the delivery", job_id, exc_info=True)
+
+    async def _final_word(self, reporter: ProgressReporter, user_id: int, text: str) -> None:
+        """The last edit was refused (a FloodWait on edits): wait it out once, briefly, or
+        say it in a new message, so a finished job never looks stuck."""
+        wait = reporter.flood_until - time.monotonic()
+        if 0 < wait <= _FINAL_EDIT_WAIT_S:
+            await asyncio.sleep(wait)
+            if await reporter.finish(text):
+                return
+        with contextlib.suppress(errors.RPCError):
+            await self.bot.send_message(user_id, text, parse_mode=enums.ParseMode.DISABLED)
+
+    async def _patient(self, call: Callable[[], Awaitable], where: str):
+        """A send that Telegram rate-limits is waited out, not failed: the file is already
+        on disk and costly to fetch again."""
+        for attempt in range(_SEND_ATTEMPTS):
+            try:
+                return await call()
+            except errors.FloodWait as e:
+                wait = floodwait.record(e.value, where)
+                if attempt == _SEND_ATTEMPTS - 1 or not floodwait.worth_waiting(wait):
+                    raise JobError(f"Telegram asks me to wait {wait:.0f} s before sending "
+                                   "more. Please send the link again later.") from None
+                await asyncio.sleep(wait)
 
     async def _deliver(self, job: dict, reporter: ProgressReporter) -> str:
         """The bot reads what it can (public chats, chats it is in); the rest goes through
@@ -155,21 +204,24 @@ class Pipeline:
         if not msg.has_protected_content and client is self.bot and out.may_copy(group):
             try:
                 if len(group) > 1:
-                    await self.bot.copy_media_group(out.chat, chat, msg.id, **out.thread)
+                    await self._patient(lambda: self.bot.copy_media_group(
+                        out.chat, chat, msg.id, **out.thread), "copy album")
                 else:
                     caption = {}
                     if msg.media and out.recaptions:
                         text, ents = out.caption(msg, _file_name(msg))
                         caption = {"caption": text, "caption_entities": ents,
                                    "parse_mode": enums.ParseMode.DISABLED}
-                    await msg.copy(out.chat, **caption, **out.thread)
+                    await self._patient(lambda: msg.copy(out.chat, **caption, **out.thread),
+                                        "copy")
                 return out.summary("copied" if len(group) == 1
                                    else f"album of {len(group)} copied")
             except errors.ChatForwardsRestricted:
                 pass  # protected after all: fall through to download + upload
         if not msg.media:
-            await self.bot.send_message(out.chat, msg.text or "", entities=msg.entities,
-                                        parse_mode=enums.ParseMode.DISABLED, **out.thread)
+            await self._patient(lambda: self.bot.send_message(
+                out.chat, msg.text or "", entities=msg.entities,
+                parse_mode=enums.ParseMode.DISABLED, **out.thread), "send text")
             return out.summary("text delivered")
         job_dir = self.janitor.job_dir(job["id"])
         files = []
@@ -252,11 +304,12 @@ class Pipeline:
 
         async with self.monitor.track("Upload", {"job": out.job["id"], "files": len(files)}):
             if len(group) > 1:
-                await self.bot.send_media_group(
+                await self._patient(lambda: self.bot.send_media_group(
                     out.chat, [_input_media(m, p, t, out) for m, (p, t) in zip(group, files)],
-                    **out.thread)
+                    **out.thread), "send album")
                 return
-            await _send_one(self.bot, group[0], *files[0], out, progress)
+            await self._patient(lambda: _send_one(self.bot, group[0], *files[0], out, progress),
+                                "send file")
 
 
 class _Delivery:

@@ -2,6 +2,7 @@
 links are joined through the user's own account, only after they press Join."""
 
 import secrets
+import sqlite3
 
 from pyrogram import Client, enums, errors, filters, types
 from pyrogram.raw.functions.messages import CheckChatInvite
@@ -142,11 +143,14 @@ async def batch(client: Client, message):
 
 @Client.on_message(filters.private & filters.text & ~filters.regex(r"^/"))
 async def links(client: Client, message):
-    app = client.app
-    await app.db.ensure_user(message.from_user.id)
     try:
         found = parse(message.text, max_range=await _cap(client, message.from_user.id))
     except LinkError as e:
         await _reply(message, str(e))
         return
-    await _submit(client, message, found)
+    try:
+        await client.app.db.ensure_user(message.from_user.id)
+        await _submit(client, message, found)
+    except sqlite3.OperationalError:
+        await _reply(message, "I am too busy to queue that right now. Please send it again "
+                              "in a minute.")

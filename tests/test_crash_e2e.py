@@ -394,11 +394,6 @@ async def test_restart_on_a_db_left_between_upload_and_bookkeeping(rig):
           f"duplicates-without-notice 0 (job #{ids[0]} told, not re-sent)")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "helpers/pipeline.py Pipeline.run: the `if job.get('delivered')` branch sends 'delivered "
-    "before the bot restarted' and returns before janitor.remove_job_dir(job_id), so the "
-    "complete download the killed run left in Assets/<job>/ stays there after the job is "
-    "done; the janitor only removes it once it is janitor_max_age_s (30 min) old"))
 async def test_files_of_a_job_delivered_before_the_crash_are_removed(rig):
     links, captions, _ = await _channel(rig, [200_000], "orph")
     ids = await _crashed_state(rig, links, [{"status": "running", "delivered": 1,
@@ -410,11 +405,6 @@ async def test_files_of_a_job_delivered_before_the_crash_are_removed(rig):
     assert not any(rig.assets.rglob("*")), f"orphans: {list(rig.assets.rglob('*'))}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "helpers/queue_manager.py QueueManager._drop_crash_loops: a job given up after "
-    "max_attempts interruptions is set 'failed' without removing its Assets/<job>/ folder "
-    "(the pipeline, which removes it, never runs for it); the partial file stays until the "
-    "janitor finds it 30 min old"))
 async def test_files_of_a_job_given_up_after_repeated_crashes_are_removed(rig):
     links, captions, _ = await _channel(rig, [200_000], "loop")
     ids = await _crashed_state(rig, links, [{"status": "running", "attempts": 2,

@@ -177,12 +177,6 @@ async def test_progress_edits_back_off_after_a_long_floodwait(sim, clients, tmp_
               f"status texts seen: {texts}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "helpers/progress.py ProgressReporter.finish returns False without editing while "
-    "flood_until is in the future, and helpers/pipeline.py Pipeline.run does not try the "
-    "final edit again once the wait is over (nor send it another way): after a FloodWait "
-    "longer than the job, the progress message keeps 'Job #N started…' or 'Downloading x%' "
-    "for ever although the job is done"))
 async def test_final_status_is_shown_once_an_edit_floodwait_is_over(sim, clients, tmp_path):
     async with bot_env(sim, clients, tmp_path, progress_interval_s=0.2) as env:
         me = env.people[0]
@@ -196,12 +190,6 @@ async def test_final_status_is_shown_once_an_edit_floodwait_is_over(sim, clients
         await me.expect_text("Job #1 done", timeout=9)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "helpers/pipeline.py _upload/_send_one: a FloodWait above the bot client's "
-    "sleep_threshold (10 s) on messages.SendMedia propagates out of send_document; "
-    "Pipeline.run re-raises it and QueueManager._settle marks the job failed as "
-    "'internal error (FloodWait)' - the file was downloaded and uploaded, then thrown away "
-    "instead of waiting e.value seconds (helpers.floodwait.worth_waiting) and sending again"))
 async def test_floodwait_longer_than_the_sleep_threshold_on_the_upload_is_waited_out(
         sim, clients, tmp_path):
     """Telegram answers a busy bot's sendMedia with FLOOD_WAIT_X of tens of seconds; the
@@ -437,11 +425,6 @@ async def test_database_locked_briefly_is_waited_out(sim, clients, tmp_path):
         print(f"\ndatabase locked {held:.1f} s: 4 accepted / 4 finished / 0 lost")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "plugins/links.py links(): app.db.ensure_user / queue.submit (helpers/database.py "
-    "_write, add_jobs) raise sqlite3.OperationalError 'database is locked' once the 5 s "
-    "busy_timeout runs out; nothing catches it, pyrogram logs 'Unexpected exception raised "
-    "in MessageHandler' and the user gets no reply: the link is silently dropped"))
 async def test_link_sent_while_the_database_is_locked_is_answered(sim, clients, tmp_path):
     """Locked for 7 s (over the 5 s busy timeout) as a link arrives: the link is queued once the
     lock goes (or the user is told to send it again), never silently dropped."""
@@ -464,13 +447,6 @@ async def test_link_sent_while_the_database_is_locked_is_answered(sim, clients, 
             assert _jobs(env) == [], "told to resend: nothing half-queued"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "helpers/queue_manager.py QueueManager._finish/_settle (and Pipeline.run's "
-    "on_delivered=Database.mark_delivered): a 'database is locked' OperationalError on the "
-    "bookkeeping after a successful upload escapes - either mark_delivered fails and the "
-    "delivered job is reported 'failed: an internal error occurred', or set_status('done') "
-    "fails in _finish, _worker logs 'unexpected error' and the job row stays 'running' (its "
-    "_active entry is gone) until the next restart; no retry of the write"))
 async def test_database_locked_during_the_bookkeeping_after_an_upload(sim, clients, tmp_path):
     """Locked for 7 s from the moment the file reaches the user: the job still ends 'done'
     exactly once and the job queued behind it runs."""
@@ -554,12 +530,6 @@ async def test_disk_full_while_writing_a_part(sim, clients, tmp_path):
         print(f"\ndisk full: 2 accepted / 1 finished / 1 failed and told {told!r} / 0 lost")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "helpers/pipeline.py Pipeline.run / helpers/queue_manager.py _settle: an OSError "
-    "ENOSPC while writing a part is not a JobError, so the job fails as 'internal error "
-    "(OSError)' and the user reads only 'Job #N failed: an internal error occurred.' - "
-    "nothing says the bot ran out of disk space or that sending the link again later may "
-    "work"))
 async def test_disk_full_reason_is_told_to_the_user(sim, clients, tmp_path):
     async with _small_disk(sim, clients, tmp_path) as env:
         _, _, texts, rows, _ = await _disk_full_run(env, tmp_path)
