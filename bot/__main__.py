@@ -1,13 +1,38 @@
-"""`python -m bot` runs the bot; `python -m bot --sim` rehearses it against tgsim;
-`python -m bot genkey` prints a fresh SESSION_KEY."""
+"""`python -m bot` runs the bot; `python -m bot --sim` (or `rehearse`) rehearses it against
+tgsim in one process; `python -m bot rehearse --users N ...` runs the load rehearsal with tgsim
+and the bot as separate processes; `python -m bot genkey` prints a fresh SESSION_KEY."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 import signal
 import sys
 
 from bot.config import ConfigError, load_settings
+
+USAGE = "python -m bot [--sim | genkey | rehearse [--users N --jobs M --file-mb S ...]]"
+
+
+def _start_tracemalloc(loop: asyncio.AbstractEventLoop) -> None:
+    """BOT_TRACEMALLOC=<dir>: trace allocations and write a snapshot on each SIGUSR1, so a
+    harness can diff two moments of a live bot (debug only: tracing costs memory and time)."""
+    folder = os.environ.get("BOT_TRACEMALLOC")
+    if not folder:
+        return
+    import tracemalloc
+
+    frames = int(os.environ.get("BOT_TRACEMALLOC_FRAMES", "12"))
+    tracemalloc.start(frames)
+    os.makedirs(folder, exist_ok=True)
+    count = [0]
+
+    def dump() -> None:
+        count[0] += 1
+        tracemalloc.take_snapshot().dump(os.path.join(folder, f"snap{count[0]:03d}.pickle"))
+
+    loop.add_signal_handler(signal.SIGUSR1, dump)
 
 
 def _run_bot(settings) -> int:
@@ -18,6 +43,7 @@ def _run_bot(settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        _start_tracemalloc(loop)
         await App(settings).run_forever(stop)
 
     try:
@@ -28,24 +54,78 @@ def _run_bot(settings) -> int:
     return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A bad flag gets one clear line and exit code 2, not a usage block."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: {message} (see python -m bot rehearse --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _parse_rehearse(argv: list[str]):
+    from bot.rehearsal_load import FREE_UPLOAD_LIMIT, MB, LoadArgs
+
+    d = LoadArgs()
+    p = _OneLineParser(prog="python -m bot rehearse",
+                       description="Load rehearsal: tgsim and the bot as processes, simulated "
+                                   "users, the bot's RSS sampled, a table of figures.")
+    p.add_argument("--users", type=_positive(int), default=d.users, help="simulated users")
+    p.add_argument("--jobs", type=_positive(int), default=d.jobs, help="jobs per user")
+    p.add_argument("--file-mb", type=_positive(float), default=d.file_mb,
+                   help="file size in MB (1,000,000 bytes)")
+    p.add_argument("--concurrency", type=_positive(int), default=d.concurrency,
+                   help="MAX_CONCURRENT_DOWNLOADS of the bot")
+    p.add_argument("--memory-limit-mb", type=_positive(int), default=d.memory_limit_mb,
+                   help="MEMORY_LIMIT_MB of the bot; the peak RSS must stay under it")
+    p.add_argument("--max-sessions", type=_positive(int), default=None,
+                   help="MAX_SESSIONS of the bot (default: its profile's, 5 or 3)")
+    p.add_argument("--constrained", action="store_true",
+                   help="run the bot in the constrained (Render) profile")
+    p.add_argument("--keep", action="store_true", help="keep the work directory and logs")
+    p.add_argument("--dir", default=None, help="where to make the work directory")
+    a = p.parse_args(argv)
+    if a.file_mb * MB > FREE_UPLOAD_LIMIT:
+        p.error(f"--file-mb {a.file_mb:g} is over the {FREE_UPLOAD_LIMIT / MB:.0f} MB "
+                "a free account or a bot may upload")
+    if a.memory_limit_mb < 64:
+        p.error("--memory-limit-mb must be at least 64 (the bot refuses less)")
+    return LoadArgs(**vars(a))
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["genkey"]:
         from helpers.secrets import generate_key
 
         print(generate_key())
         return 0
+    if argv[:1] == ["rehearse"] and argv[1:]:
+        from bot.rehearsal_load import run_load
+
+        return run_load(_parse_rehearse(argv[1:]))
     try:
         settings = load_settings()
     except ConfigError as e:
         print(f"Configuration error: {e}", file=sys.stderr)
         return 2
-    if argv[:1] == ["--sim"] or argv[:1] == ["rehearse"]:
+    if argv in (["--sim"], ["rehearse"]):
         from bot.rehearsal import rehearse
 
         return asyncio.run(rehearse(settings))
     if argv:
-        print(f"Unknown arguments: {' '.join(argv)}. Use: python -m bot [--sim | genkey]",
-              file=sys.stderr)
+        print(f"Unknown arguments: {' '.join(argv)}. Use: {USAGE}", file=sys.stderr)
         return 2
     if not settings.has_telegram_credentials:
         missing = ", ".join(settings.missing_credentials())

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import hashlib
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -105,3 +106,13 @@ async def rehearse(base: Settings) -> int:
         await user.stop()
         await app.stop()
         await sim.stop()
+        _keep_only_logs(work)
+
+
+def _keep_only_logs(work: Path) -> None:
+    """The files of a rehearsal are tens of MB a run; its logs are what a newcomer reads."""
+    for entry in work.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        elif not entry.name.startswith("logs.txt"):
+            entry.unlink(missing_ok=True)
