@@ -6,6 +6,7 @@ disk under the data directory and are only ever read in the slices a request ask
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import secrets
@@ -137,6 +138,8 @@ class World:
         # Telegram refuses access_hash 0 for a channel the client has not seen lately; by
         # default tgsim lets members use it, True makes it as strict as Telegram.
         self.strict_access_hash = False
+        # (key, file id) -> the join of a finished upload, for a client that asks again
+        self.finished_uploads: dict[tuple[bytes, int], asyncio.Future] = {}
         self.accounts: dict[int, Account] = {}
         self.by_phone: dict[str, int] = {}
         self.by_username: dict[str, tuple[str, int]] = {}
@@ -216,20 +219,35 @@ class World:
         if total_parts is not None:
             up.total_parts = total_parts
 
-    def finish_upload(self, key_id: bytes, file_id: int, parts: int) -> tuple[Path, int]:
-        """Join the parts into one stored file, streaming part by part."""
-        up = self.uploads.pop((key_id, file_id), None)
+    async def finish_upload(self, key_id: bytes, file_id: int, parts: int) -> tuple[Path, int]:
+        """Join the parts into one stored file, streaming part by part in a thread so a 2 GB
+        join does not stall every other connection. A client that times out and sends the
+        same request again gets the same file, as Telegram does."""
+        key = (key_id, file_id)
+        done = self.finished_uploads.get(key)
+        if done is not None:
+            return await asyncio.shield(done)
+        up = self.uploads.get(key)
         if up is None or len(up.parts) < parts or any(i not in up.parts for i in range(parts)):
             raise LookupError("FILE_PARTS_INVALID")
+        del self.uploads[key]
         target = self.files_dir / secrets.token_hex(12)
-        size = 0
-        with open(target, "wb") as out:
-            for i in range(parts):
-                with open(up.dir / str(i), "rb") as src:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                    size = out.tell()
-        shutil.rmtree(up.dir, ignore_errors=True)
-        return target, size
+
+        def join() -> tuple[Path, int]:
+            size = 0
+            with open(target, "wb") as out:
+                for i in range(parts):
+                    with open(up.dir / str(i), "rb") as src:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                        size = out.tell()
+            shutil.rmtree(up.dir, ignore_errors=True)
+            return target, size
+
+        future = asyncio.ensure_future(asyncio.to_thread(join))
+        self.finished_uploads[key] = future
+        while len(self.finished_uploads) > self.MAX_UPLOADS:
+            self.finished_uploads.pop(next(iter(self.finished_uploads)))
+        return await asyncio.shield(future)
 
     def add_media(self, media: Media) -> Media:
         self.media[media.id] = media

@@ -105,21 +105,21 @@ def post(call: Call, target: tuple[str, object], *, text: str = "", entities=Non
     return out
 
 
-def media_from_input(call: Call, m) -> Media:
+async def media_from_input(call: Call, m) -> Media:
     world = call.world
     if isinstance(m, raw.types.InputMediaUploadedDocument):
-        path, size = _finish(call, m.file)
+        path, size = await _finish(call, m.file)
         attrs = list(m.attributes or [])
         if not any(isinstance(a, raw.types.DocumentAttributeFilename) for a in attrs):
             attrs.append(raw.types.DocumentAttributeFilename(file_name=m.file.name or "file"))
         thumb_path, thumb_size = (None, 0)
         if m.thumb is not None:
-            thumb_path, thumb_size = _finish(call, m.thumb)
+            thumb_path, thumb_size = await _finish(call, m.thumb)
         return world.new_media("document", path, size, mime_type=m.mime_type or
                                "application/octet-stream", attributes=attrs,
                                thumb_path=thumb_path, thumb_size=thumb_size)
     if isinstance(m, raw.types.InputMediaUploadedPhoto):
-        path, size = _finish(call, m.file)
+        path, size = await _finish(call, m.file)
         return world.new_media("photo", path, size, mime_type="image/jpeg")
     if isinstance(m, (raw.types.InputMediaDocument, raw.types.InputMediaPhoto)):
         ref = m.id
@@ -130,11 +130,12 @@ def media_from_input(call: Call, m) -> Media:
     raise RpcFail(400, "MEDIA_INVALID")
 
 
-def _finish(call: Call, input_file) -> tuple:
+async def _finish(call: Call, input_file) -> tuple:
     if not isinstance(input_file, (raw.types.InputFile, raw.types.InputFileBig)):
         raise RpcFail(400, "FILE_PARTS_INVALID")
     try:
-        return call.world.finish_upload(call.auth.key_id, input_file.id, input_file.parts)
+        return await call.world.finish_upload(call.auth.key_id, input_file.id,
+                                              input_file.parts)
     except LookupError:
         raise RpcFail(400, "FILE_PARTS_INVALID") from None
 
@@ -152,7 +153,7 @@ async def send_message(call: Call, q):
 async def send_media(call: Call, q):
     target = call.peer_from_input(q.peer)
     bundle = Bundle(call.world, call.me.id)
-    media = media_from_input(call, q.media)
+    media = await media_from_input(call, q.media)
     ups = post(call, target, text=q.message, entities=q.entities, media=media,
                reply_to=q.reply_to, reply_markup=q.reply_markup, random_id=q.random_id,
                bundle=bundle)
@@ -161,7 +162,7 @@ async def send_media(call: Call, q):
 
 @handles("messages.UploadMedia")
 async def upload_media(call: Call, q):
-    media = media_from_input(call, q.media)
+    media = await media_from_input(call, q.media)
     from tgsim.api.convert import media as tl_media
     return tl_media(media)
 
@@ -175,7 +176,7 @@ async def send_multi_media(call: Call, q):
     group = int.from_bytes(os.urandom(7), "little")
     ups = []
     for single in q.multi_media:
-        media = media_from_input(call, single.media)
+        media = await media_from_input(call, single.media)
         ups += post(call, target, text=single.message, entities=single.entities, media=media,
                     reply_to=q.reply_to, grouped_id=group, random_id=single.random_id,
                     bundle=bundle)
@@ -199,7 +200,8 @@ async def edit_message(call: Call, q):
     if msg.from_id != me.id and not (ch and me.id in ch.admins):
         raise RpcFail(403, "MESSAGE_AUTHOR_REQUIRED")
     new_text = msg.text if q.message is None else q.message
-    new_media = media_from_input(call, q.media) if q.media is not None else msg.media
+    new_media = (await media_from_input(call, q.media) if q.media is not None
+                 else msg.media)
     if (new_text == msg.text and new_media is msg.media and q.reply_markup == msg.reply_markup
             and (q.entities or None) == (msg.entities or None)):
         raise RpcFail(400, "MESSAGE_NOT_MODIFIED")
