@@ -27,6 +27,7 @@ from helpers.queue_manager import QueueManager
 from helpers.rate_limit import RateLimiter
 from helpers.secrets import SecretKeyError, SessionCipher, check_key_against
 from helpers.session_manager import SessionManager
+from helpers.transfer import Transfers
 from helpers.telegram_server import client_options
 
 log = logging.getLogger("bot")
@@ -59,12 +60,15 @@ class App:
         self.broadcasting = False
         self._tasks: set[asyncio.Task] = set()
         self._bans: TTLCache[int, bool] = TTLCache(maxsize=5000, ttl=60)
-        # token -> (user_id, invite link, title) behind a Join button
         self.rate = RateLimiter(settings.messages_per_minute)
+        # token -> (user_id, invite link, title) behind a Join button
         self.invites: TTLCache[int, tuple[int, str, str]] = TTLCache(maxsize=500, ttl=900)
         self.bytes_transferred = 0
         self.monitor = MemoryMonitor(settings.memory_limit_mb, settings.memory_warn_mb,
                                      settings.spike_mb, settings.memory_check_interval)
+        self.transfers = Transfers(reserve=self.monitor.try_reserve,
+                                   max_connections=settings.transfer_connections,
+                                   max_inflight=settings.transfer_parts_in_flight)
         self.janitor = Janitor(settings.assets_dir, max_age_s=settings.janitor_max_age_s,
                                owned=self._owned_dirs)
         # user_id -> the text input a settings button asked for (a caption, a name pattern...)
@@ -224,7 +228,7 @@ class App:
             self.db, self.cipher, api_id=s.api_id, api_hash=s.api_hash,
             server=s.telegram_server, server_key=s.telegram_server_key,
             max_sessions=s.max_sessions, idle_s=s.session_idle_s, rss_mb=lambda: self.monitor.rss_mb,
-            admission=self.monitor.admit)
+            admission=self.monitor.admit, before_close=self.transfers.close_client)
         self.logins = LoginDesk(self.sessions.new_client, self.db.save_session,
                                 lambda: self.cipher)
         self.bot = self._make_bot()
@@ -235,7 +239,8 @@ class App:
                             progress_interval=s.progress_interval_s,
                             cancel_markup=self.cancel_markup, on_bytes=self._count_bytes,
                             sessions=self.sessions, settings_of=self.db.get_settings,
-                            on_delivered=self.db.mark_delivered)
+                            on_delivered=self.db.mark_delivered, transfers=self.transfers,
+                            keep_partial=lambda: bool(self.queue and self.queue.stopping))
         self.queue = QueueManager(self.db, pipeline.run, max_concurrent=s.max_concurrent_downloads,
                                   max_queue=s.max_queue, max_per_user=s.max_jobs_per_user,
                                   admission=self.monitor.admit, notify=self.notify,
@@ -270,6 +275,7 @@ class App:
             await self.logins.stop()
         if self.sessions:
             await self.sessions.stop()
+        await self.transfers.close()
         await self.janitor.stop()
         await self.monitor.stop()
         if self.web:

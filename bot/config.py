@@ -64,6 +64,8 @@ class Settings:
     constrained: bool = False
     log_level: str = "INFO"
     metrics_token: str = ""
+    transfer_connections: int = 4
+    transfer_parts_in_flight: int = 16
     messages_per_minute: int = 20
 
     @property
@@ -293,5 +295,8 @@ def load_settings(environ: Mapping[str, str] | None = None,
         constrained=constrained,
         log_level=level,
         metrics_token=r.raw("METRICS_TOKEN") or "",
+        transfer_connections=r.int("TRANSFER_CONNECTIONS", 2 if constrained else 4, maximum=16),
+        transfer_parts_in_flight=r.int("TRANSFER_PARTS_IN_FLIGHT", 8 if constrained else 16,
+                                       maximum=64),
         messages_per_minute=r.int("MESSAGES_PER_MINUTE", 20, maximum=10_000),
     )

@@ -25,6 +25,7 @@ from helpers.memory_monitor import MemoryMonitor
 from helpers.progress import ProgressReporter
 from helpers.queue_manager import JobError
 from helpers.session_manager import AUTH_GONE as _AUTH_GONE, SessionManager
+from helpers.transfer import Transfers
 
 _FINAL_EDIT_WAIT_S = 30.0  # how long a finished job waits to show its last status
 _SEND_ATTEMPTS = 3
@@ -51,7 +52,9 @@ class Pipeline:
                  on_bytes: Callable[[int, int], Awaitable[None]] | None = None,
                  sessions: "SessionManager | None" = None,
                  settings_of: Callable[[int], Awaitable[dict]] | None = None,
-                 on_delivered: Callable[[int], Awaitable[None]] | None = None):
+                 on_delivered: Callable[[int], Awaitable[None]] | None = None,
+                 transfers: "Transfers | None" = None,
+                 keep_partial: Callable[[], bool] = lambda: False):
         self.bot = bot
         self.janitor = janitor
         self.monitor = monitor
@@ -61,6 +64,9 @@ class Pipeline:
         self.sessions = sessions
         self.settings_of = settings_of
         self.on_delivered = on_delivered
+        self.transfers = transfers
+        # True while the bot shuts down: an interrupted job keeps its parts to resume from.
+        self.keep_partial = keep_partial
 
     async def run(self, job: dict) -> None:
         job_id, user_id = job["id"], job["user_id"]
@@ -86,8 +92,7 @@ class Pipeline:
 
         reporter = ProgressReporter(edit, min_interval=self.progress_interval,
                                     name=f"Job #{job_id}")
-        # A restart resumes a job from scratch: whatever a previous run left is removed.
-        self.janitor.remove_job_dir(job_id)
+        # A folder left by an interrupted run holds downloaded parts: the download resumes.
         try:
             async with self.monitor.track("Job", {"job": job_id, "msg": job["msg_id"]}):
                 try:
@@ -102,18 +107,24 @@ class Pipeline:
             done = f"Job #{job_id} done: {summary}"
             if not await reporter.finish(done):
                 await self._final_word(reporter, user_id, done)
-        except JobError as e:
-            await reporter.finish(f"Job #{job_id} failed: {e}")
-            raise
         except BaseException as e:
-            if isinstance(e, Exception):
+            # Shutting down: the job goes back to the queue and resumes from its parts.
+            # Anything else ends it here (a retry starts afresh).
+            stopping = self.keep_partial()
+            if not stopping:
+                self.janitor.remove_job_dir(job_id)
+            if isinstance(e, JobError):
+                await reporter.finish(f"Job #{job_id} failed: {e}")
+            elif isinstance(e, Exception):
                 await reporter.finish(f"Job #{job_id} failed.")
-            else:  # cancelled
-                await _quietly(reporter.finish(f"Job #{job_id} cancelled."))
+            else:
+                note = "paused for a restart; it will resume" if stopping else "cancelled"
+                await _quietly(reporter.finish(f"Job #{job_id} {note}."))
             raise
+        else:
+            self.janitor.remove_job_dir(job_id)
         finally:
             await reporter.close()
-            self.janitor.remove_job_dir(job_id)
 
     async def _mark_delivered(self, job_id: int) -> None:
         """Bookkeeping after the user has the file: its failure must not fail the job."""
@@ -269,7 +280,12 @@ class Pipeline:
             reporter.update("Downloading", done, total)
 
         async with self.monitor.track("Download", {"job": job["id"], "size": _size(media)}):
-            path = await client.download_media(msg, file_name=str(target), progress=progress)
+            if self.transfers is not None:
+                path = await self.transfers.download(client, msg, str(target),
+                                                     progress=progress)
+            else:
+                path = await client.download_media(msg, file_name=str(target),
+                                                   progress=progress)
         if path is None:
             raise JobError("The download was interrupted; please try again.")
         thumb = None
@@ -307,6 +323,11 @@ class Pipeline:
                 await self._patient(lambda: self.bot.send_media_group(
                     out.chat, [_input_media(m, p, t, out) for m, (p, t) in zip(group, files)],
                     **out.thread), "send album")
+                return
+            if self.transfers is not None and not out.thread:
+                await self._patient(lambda: _send_parallel(self.transfers, self.bot, group[0],
+                                                           *files[0], out, progress),
+                                    "send file")
                 return
             await self._patient(lambda: _send_one(self.bot, group[0], *files[0], out, progress),
                                 "send file")
@@ -397,6 +418,27 @@ async def _send_one(bot: Client, msg: types.Message, path: str, thumb: str | Non
     else:
         await bot.send_document(chat_id, path, thumb=thumb, file_name=os.path.basename(path),
                                 force_document=True, **common)
+
+
+_KINDS = {enums.MessageMediaType.PHOTO: "photo", enums.MessageMediaType.VIDEO: "video",
+          enums.MessageMediaType.AUDIO: "audio", enums.MessageMediaType.ANIMATION: "animation",
+          enums.MessageMediaType.VOICE: "voice"}
+
+
+async def _send_parallel(transfers: "Transfers", bot: Client, msg: types.Message, path: str,
+                         thumb: str | None, out: _Delivery, progress) -> None:
+    """The same message as _send_one, uploaded in parallel parts."""
+    media = _media_of(msg)
+    cap = _caption(msg, path, out)
+    await transfers.send_file(
+        bot, out.chat, path, kind=_KINDS.get(msg.media, "document"), caption=cap["caption"],
+        entities=cap["caption_entities"], thumb=thumb,
+        duration=int(getattr(media, "duration", 0) or 0),
+        width=int(getattr(media, "width", 0) or 0), height=int(getattr(media, "height", 0) or 0),
+        performer=getattr(media, "performer", None), title=getattr(media, "title", None),
+        file_name=os.path.basename(path),
+        supports_streaming=bool(getattr(media, "supports_streaming", False)),
+        progress=progress)
 
 
 def _input_media(msg: types.Message, path: str, thumb: str | None, out: _Delivery):

@@ -121,6 +121,10 @@ class QueueManager:
         return len(self._active)
 
     @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
     def paused(self) -> bool:
         """True while a worker holds back because the memory budget refused admission."""
         return bool(self._paused_by)

@@ -14,6 +14,8 @@ from tgsim.server import TgSim
 
 async def _main(args: argparse.Namespace) -> int:
     sim = TgSim(args.data, port=args.port, login_code=args.code)
+    sim.faults.latency_s = max(0.0, args.latency_ms) / 1000
+    sim.faults.bandwidth_bps = int(max(0.0, args.bandwidth_mbps) * 1_000_000 / 8)
     bot = sim.world.add_bot(args.bot_username, first_name="Downloader Bot")
     await sim.start()
     data = Path(args.data)
@@ -37,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--code", default="12345", help="the login code every phone receives")
     parser.add_argument("--bot-username", default="sim_downloader_bot")
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="delay added before every RPC answer (default 0)")
+    parser.add_argument("--bandwidth-mbps", type=float, default=0.0,
+                        help="cap per connection and direction in Mbit/s (default 0: none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

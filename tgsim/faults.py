@@ -34,7 +34,11 @@ class Faults:
     flood: dict[str, FloodRule] = field(default_factory=dict)
     # drop a connection once it has sent this many bytes of file data (upload.getFile answers)
     drop_after_file_bytes: int | None = None
+    # the same for file parts received (upload.saveFilePart / saveBigFilePart)
+    drop_after_upload_bytes: int | None = None
     drops_left: int = 0
+    # the next N upload.getFile calls are never answered (a silent server, for timeouts)
+    stall_file_calls: int = 0
     # rpc errors to answer, once each, to the named method: {"messages.SendMedia": ["X"]}
     errors: dict[str, list[str]] = field(default_factory=dict)
 

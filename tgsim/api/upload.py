@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from pyrogram import raw
@@ -14,12 +15,26 @@ MAX_PART = 512 * 1024
 MB = 1024 * 1024
 
 
+def _maybe_drop(call: Call, nbytes: int) -> None:
+    """Drop the connection once it has received drop_after_upload_bytes of file parts; the
+    part that crossed the line is not stored (its answer could not arrive anyway)."""
+    conn = call.conn
+    faults = call.sim.faults
+    conn.file_bytes_received = getattr(conn, "file_bytes_received", 0) + nbytes
+    if (faults.drops_left > 0 and faults.drop_after_upload_bytes is not None
+            and conn.file_bytes_received >= faults.drop_after_upload_bytes):
+        faults.drops_left -= 1
+        conn.close()
+        raise RpcFail(500, "CONNECTION_DROPPED")
+
+
 @handles("upload.SaveFilePart")
 async def save_file_part(call: Call, q):
     if len(q.bytes) > MAX_PART:
         raise RpcFail(400, "FILE_PART_TOO_BIG")
     if q.file_part < 0 or q.file_part >= 4000:
         raise RpcFail(400, "FILE_PART_INVALID")
+    _maybe_drop(call, len(q.bytes))
     call.world.upload_part(call.auth.key_id, q.file_id, q.file_part, q.bytes)
     return Bool(True)
 
@@ -33,6 +48,7 @@ async def save_big_file_part(call: Call, q):
         raise RpcFail(400, "FILE_PARTS_INVALID")
     if not 0 <= q.file_part < q.file_total_parts:
         raise RpcFail(400, "FILE_PART_INVALID")
+    _maybe_drop(call, len(q.bytes))
     call.world.upload_part(call.auth.key_id, q.file_id, q.file_part, q.bytes, q.file_total_parts)
     return Bool(True)
 
@@ -61,6 +77,9 @@ async def get_file(call: Call, q):
     if not q.precise and (MB % limit or offset // MB != (offset + limit - 1) // MB):
         raise RpcFail(400, "LIMIT_INVALID")
     path, size = _locate(call, q.location)
+    if call.sim.faults.stall_file_calls > 0:
+        call.sim.faults.stall_file_calls -= 1
+        await asyncio.sleep(3600)  # cancelled when the connection closes
     if offset > size:
         raise RpcFail(400, "OFFSET_INVALID")
     with open(path, "rb") as f:
