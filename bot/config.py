@@ -65,7 +65,7 @@ class Settings:
     log_level: str = "INFO"
     metrics_token: str = ""
     transfer_connections: int = 4
-    transfer_parts_in_flight: int = 16
+    transfer_parts_in_flight: int = 32
     messages_per_minute: int = 20
 
     @property
@@ -296,7 +296,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
         log_level=level,
         metrics_token=r.raw("METRICS_TOKEN") or "",
         transfer_connections=r.int("TRANSFER_CONNECTIONS", 2 if constrained else 4, maximum=16),
-        transfer_parts_in_flight=r.int("TRANSFER_PARTS_IN_FLIGHT", 8 if constrained else 16,
+        transfer_parts_in_flight=r.int("TRANSFER_PARTS_IN_FLIGHT", 16 if constrained else 32,
                                        maximum=64),
         messages_per_minute=r.int("MESSAGES_PER_MINUTE", 20, maximum=10_000),
     )
