@@ -66,6 +66,7 @@ class Settings:
     metrics_token: str = ""
     transfer_connections: int = 4
     transfer_parts_in_flight: int = 32
+    split_mb: int = 0
     messages_per_minute: int = 20
 
     @property
@@ -295,6 +296,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
         constrained=constrained,
         log_level=level,
         metrics_token=r.raw("METRICS_TOKEN") or "",
+        split_mb=r.int("SPLIT_MB", 0, minimum=0, maximum=4000),
         transfer_connections=r.int("TRANSFER_CONNECTIONS", 2 if constrained else 4, maximum=16),
         transfer_parts_in_flight=r.int("TRANSFER_PARTS_IN_FLIGHT", 16 if constrained else 32,
                                        maximum=64),

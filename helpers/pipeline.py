@@ -54,7 +54,8 @@ class Pipeline:
                  settings_of: Callable[[int], Awaitable[dict]] | None = None,
                  on_delivered: Callable[[int], Awaitable[None]] | None = None,
                  transfers: "Transfers | None" = None,
-                 keep_partial: Callable[[], bool] = lambda: False):
+                 keep_partial: Callable[[], bool] = lambda: False,
+                 split_bytes: int = 0):
         self.bot = bot
         self.janitor = janitor
         self.monitor = monitor
@@ -67,6 +68,7 @@ class Pipeline:
         self.transfers = transfers
         # True while the bot shuts down: an interrupted job keeps its parts to resume from.
         self.keep_partial = keep_partial
+        self.split_bytes = split_bytes  # 0: Telegram's own limit for the bot
 
     async def run(self, job: dict) -> None:
         job_id, user_id = job["id"], job["user_id"]
@@ -324,6 +326,11 @@ class Pipeline:
                     out.chat, [_input_media(m, p, t, out) for m, (p, t) in zip(group, files)],
                     **out.thread), "send album")
                 return
+            path, thumb = files[0]
+            limit = self.split_bytes or Transfers.upload_limit(self.bot)
+            if os.path.getsize(path) > limit:
+                await self._send_split(group[0], path, limit, out, progress)
+                return
             if self.transfers is not None and not out.thread:
                 await self._patient(lambda: _send_parallel(self.transfers, self.bot, group[0],
                                                            *files[0], out, progress),
@@ -331,6 +338,51 @@ class Pipeline:
                 return
             await self._patient(lambda: _send_one(self.bot, group[0], *files[0], out, progress),
                                 "send file")
+
+
+    async def _send_split(self, msg: types.Message, path: str, limit: int, out: "_Delivery",
+                          progress) -> None:
+        """A file over Telegram's upload limit goes as numbered parts, one on disk at a time
+        (so the disk holds the file plus one part), each captioned with how to join them."""
+        size = os.path.getsize(path)
+        count = -(-size // limit)
+        name = os.path.basename(path)
+        caption, entities = out.caption(msg, name)
+        for i in range(count):
+            part = f"{path}.{i + 1:03d}"
+            await asyncio.to_thread(_copy_range, path, part, i * limit, limit)
+            note = (f"Part {i + 1} of {count} of {name} (too big for one Telegram file). "
+                    f"Join them in order, e.g. cat {name}.0* > {name}")
+            text = f"{caption}\n\n{note}" if i == 0 and caption else note
+            ents = entities if i == 0 else None
+
+            async def send(part=part, text=text, ents=ents):
+                if self.transfers is not None and not out.thread:
+                    return await self.transfers.send_file(
+                        self.bot, out.chat, part, kind="document", caption=text, entities=ents,
+                        file_name=os.path.basename(part), progress=progress)
+                return await self.bot.send_document(
+                    out.chat, part, caption=text, caption_entities=ents,
+                    parse_mode=enums.ParseMode.DISABLED, file_name=os.path.basename(part),
+                    force_document=True, progress=progress, **out.thread)
+
+            try:
+                await self._patient(send, "send part")
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(part)
+
+
+def _copy_range(src: str, dst: str, offset: int, length: int) -> None:
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        fin.seek(offset)
+        left = length
+        while left > 0:
+            chunk = fin.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            fout.write(chunk)
+            left -= len(chunk)
 
 
 class _Delivery:

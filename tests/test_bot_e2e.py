@@ -14,7 +14,7 @@ import pytest
 from pyrogram import filters
 from pyrogram.types import InputMediaDocument, InputMediaPhoto
 
-from tests.simclient import file_digest, write_random
+from tests.simclient import file_digest, free_port, write_random
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,7 +168,7 @@ async def test_kill_minus_nine_mid_transfer_then_restart_completes(sim, clients,
            "TELEGRAM_SERVER_KEY": str(sim.public_key_path),
            "DATABASE_PATH": str(tmp_path / "bot" / "bot.db"),
            "ASSETS_DIR": str(tmp_path / "bot" / "Assets"), "LOG_FILE": str(tmp_path / "logs.txt"),
-           "PORT": "18081", "PROGRESS_INTERVAL": "3"}
+           "PORT": str(free_port()), "PROGRESS_INTERVAL": "3"}
 
     def spawn():
         return subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env,
@@ -207,3 +207,29 @@ async def test_kill_minus_nine_mid_transfer_then_restart_completes(sim, clients,
             proc.wait(25)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+async def test_file_over_the_upload_limit_arrives_as_numbered_parts(sim, clients, tmp_path):
+    from tests.botenv import bot_env
+
+    async with bot_env(sim, clients, tmp_path, split_mb=1) as env:
+        me = env.people[0]
+        ch = await env.user.create_channel("Huge", "")
+        await env.user.set_chat_protected_content(ch.id, True)
+        await env.user.add_chat_members(ch.id, env.bot_username)
+        src = write_random(tmp_path / "huge.bin", 2 * 1024 * 1024 + 12345)
+        post = await env.user.send_document(ch.id, str(src), caption="the **big** one")
+        await me.say(f"https://t.me/c/{str(ch.id)[4:]}/{post.id}")
+        parts = [await me.expect_media() for _ in range(3)]
+        names = [m.document.file_name for m in parts]
+        assert names == ["huge.bin.001", "huge.bin.002", "huge.bin.003"]
+        assert parts[0].caption.startswith("the big one\n\nPart 1 of 3 of huge.bin")
+        assert parts[0].caption_entities and "Part 3 of 3" in parts[2].caption
+        joined = tmp_path / "joined.bin"
+        with open(joined, "wb") as out:
+            for i, m in enumerate(parts):
+                got = await env.user.download_media(m, file_name=str(tmp_path / "p" / str(i)))
+                out.write(Path(got).read_bytes())
+        assert file_digest(joined) == file_digest(src)
+        await me.expect_text("Job #1 done")
+        assert not any(Path(env.app.settings.assets_dir).rglob("*"))

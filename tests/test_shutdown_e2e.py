@@ -16,7 +16,7 @@ from pathlib import Path
 from pyrogram import filters
 
 from helpers.secrets import SessionCipher, generate_key
-from tests.simclient import API_HASH, API_ID, file_digest, write_random
+from tests.simclient import API_HASH, API_ID, file_digest, free_port, write_random
 
 ROOT = Path(__file__).resolve().parent.parent
 READER = "Downloader bot reader"
@@ -58,7 +58,8 @@ async def test_sigterm_mid_transfer_exits_zero_and_resumes(sim, clients, phone, 
            "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": f"127.0.0.1:{sim.port}",
            "TELEGRAM_SERVER_KEY": str(sim.public_key_path), "SESSION_KEY": key,
            "DATABASE_PATH": str(db_path), "ASSETS_DIR": str(tmp_path / "bot" / "Assets"),
-           "LOG_FILE": str(tmp_path / "logs.txt"), "PORT": "18082", "PROGRESS_INTERVAL": "3"}
+           "LOG_FILE": str(tmp_path / "logs.txt"), "PORT": str(free_port()),
+           "PROGRESS_INTERVAL": "3"}
 
     def spawn():
         return subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env,
