@@ -178,8 +178,10 @@ async def test_kill_minus_nine_mid_transfer_then_restart_completes(sim, clients,
     proc = spawn()
     try:
         await asyncio.sleep(0)
-        for _ in range(100):
-            if sim.connection_count(bot_acc.id):
+        # Connected is not ready: an update that comes before the dispatcher runs is lost.
+        for _ in range(300):
+            log = tmp_path / "logs.txt"
+            if log.exists() and "MEMORY SNAPSHOT [startup]" in log.read_text():
                 break
             await asyncio.sleep(0.1)
         await user.send_message("crash_test_bot", f"https://t.me/c/{str(ch.id)[4:]}/{post.id}")

@@ -68,8 +68,10 @@ async def test_sigterm_mid_transfer_exits_zero_and_resumes(sim, clients, phone, 
     sim.faults.bandwidth_bps = 2 * 1024 * 1024
     proc = spawn()
     try:
-        for _ in range(100):
-            if sim.connection_count(bot_acc.id):
+        # Connected is not ready: an update that comes before the dispatcher runs is lost.
+        for _ in range(300):
+            log = Path(env["LOG_FILE"])
+            if log.exists() and "MEMORY SNAPSHOT [startup]" in log.read_text():
                 break
             await asyncio.sleep(0.1)
         await reader.send_message("term_test_bot", f"https://t.me/c/{str(ch.id)[4:]}/{post.id}")
