@@ -24,7 +24,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -36,8 +35,8 @@ if str(ROOT) not in sys.path:
 
 from pyrogram import Client, filters  # noqa: E402
 
+from bot.rehearsal_load import RssSampler, free_port, sign_in  # noqa: E402
 from helpers.secrets import generate_key  # noqa: E402
-from helpers.telegram_server import client_options  # noqa: E402
 from tgsim import TgSim  # noqa: E402
 
 API_ID, API_HASH = 12345, "0123456789abcdef0123456789abcdef"
@@ -47,35 +46,9 @@ _QUEUED = re.compile(r"Job #(\d+) queued")
 _DONE = re.compile(r"Job #(\d+) (done|failed)")
 
 
-class RssSampler(threading.Thread):
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.proc = psutil.Process(pid)
-        self.peak = 0
-        self.stop_flag = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop_flag.is_set():
-            try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            except psutil.Error:
-                return
-            time.sleep(0.05)
-
-
 async def _user(sim, n: int, name: str) -> Client:
-    phone = f"+1777{n:07d}"
-    client = Client(f"load{n}", api_id=API_ID, api_hash=API_HASH, no_updates=False,
-                    workers=1, max_message_cache_size=10,
-                    **client_options(f"load{n}", ("127.0.0.1", sim.port), sim.public_key_path))
-    await client.connect()
-    sent = await client.send_code(phone)
-    result = await client.sign_in(phone, sent.phone_code_hash, sim.world.login_code)
-    if not getattr(result, "id", None):
-        await client.sign_up(phone, sent.phone_code_hash, name)
-    client.me = await client.get_me()
-    await client.initialize()
-    return client
+    return await sign_in(("127.0.0.1", sim.port), sim.public_key_path, f"+1777{n:07d}", name,
+                         code=sim.world.login_code, workers=1, max_message_cache_size=10)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -105,13 +78,12 @@ async def run(users: int, links: int, max_queue: int, work: Path) -> int:
            "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": f"127.0.0.1:{sim.port}",
            "TELEGRAM_SERVER_KEY": str(sim.public_key_path), "SESSION_KEY": generate_key(),
            "DATABASE_PATH": str(work / "bot" / "bot.db"), "ASSETS_DIR": str(work / "bot" / "A"),
-           "LOG_FILE": str(work / "bot" / "logs.txt"), "PORT": str(_free_port()),
+           "LOG_FILE": str(work / "bot" / "logs.txt"), "PORT": str(free_port()),
            "OWNER_ID": str(admin.me.id), "MAX_QUEUE": str(max_queue), "RENDER": "1",
            "PROGRESS_INTERVAL": "5", "MESSAGES_PER_MINUTE": "30"}
     bot = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sampler = RssSampler(bot.pid)
-    sampler.start()
+    sampler = RssSampler(bot.pid, every=0.05).start()
     clients: list[Client] = []
     try:
         for _ in range(200):
@@ -193,10 +165,10 @@ async def run(users: int, links: int, max_queue: int, work: Path) -> int:
         elapsed = time.monotonic() - t0
         stop.set()
         await poller
-        sampler.stop_flag.set()
+        sampler.stop()
         lost = accepted - set(finished)
         dupes = sum(1 for n in finished.values() if n > 1)
-        peak_mb = sampler.peak / 1048576
+        peak_mb = sampler.peak() / 1048576
         p50, p95 = _pct(memstats_times, 0.5), _pct(memstats_times, 0.95)
         print(f"\n{'users x links':<34}{users} x {links} = {total_links} links, "
               f"sent in {sent_s:.1f} s")
@@ -216,7 +188,7 @@ async def run(users: int, links: int, max_queue: int, work: Path) -> int:
               f"/memstats p95 < {MEMSTATS_P95_GOAL_S:.0f} s")
         return 0 if ok else 1
     finally:
-        sampler.stop_flag.set()
+        sampler.stop()
         bot.send_signal(signal.SIGTERM)
         try:
             await asyncio.to_thread(bot.wait, 30)
@@ -228,14 +200,6 @@ async def run(users: int, links: int, max_queue: int, work: Path) -> int:
             except Exception:  # noqa: BLE001 - teardown
                 pass
         await sim.stop()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> int:

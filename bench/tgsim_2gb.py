@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ if str(ROOT) not in sys.path:
 
 from pyrogram import Client, types  # noqa: E402
 
+from bot.rehearsal_load import free_port  # noqa: E402
 from helpers.telegram_server import client_options  # noqa: E402
 
 MB = 1000 * 1000
@@ -58,12 +58,6 @@ LOGIN_CODE = "12345"
 
 
 # tgsim process ----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class TgsimProcess:
     """`python -m tgsim` in a child process; its stdout is drained, stderr goes to a log file."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import os
 import shutil
 import tempfile
@@ -16,6 +15,7 @@ import psutil
 from pyrogram import Client, filters
 
 from bot.config import Settings
+from bot.rehearsal_load import sha256_file, sign_in
 
 API_ID, API_HASH = 12345, "0123456789abcdef0123456789abcdef"
 
@@ -31,27 +31,8 @@ def sim_settings(base: Settings, sim, bot_token: str, workdir: Path) -> Settings
 
 async def sim_user(sim, phone: str, name: str) -> Client:
     """A real client logged in to tgsim through the code flow."""
-    from helpers.telegram_server import client_options
-
-    client = Client(f"user{phone}", api_id=API_ID, api_hash=API_HASH,
-                    **client_options(f"user{phone}", ("127.0.0.1", sim.port),
-                                     sim.public_key_path))
-    await client.connect()
-    sent = await client.send_code(phone)
-    result = await client.sign_in(phone, sent.phone_code_hash, sim.world.login_code)
-    if not getattr(result, "id", None):
-        await client.sign_up(phone, sent.phone_code_hash, name)
-    client.me = await client.get_me()
-    await client.initialize()
-    return client
-
-
-def _digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return await sign_in(("127.0.0.1", sim.port), sim.public_key_path, phone, name,
+                         code=sim.world.login_code)
 
 
 async def rehearse(base: Settings) -> int:
@@ -87,12 +68,12 @@ async def rehearse(base: Settings) -> int:
                  f"https://t.me/c/{str(locked.id)[4:]}/{secret.id}"]
         start = time.monotonic()
         await user.send_message("rehearsal_bot", "\n".join(links))
-        want = _digest(str(src))
+        want = sha256_file(str(src))
         rows = []
         for _ in range(3):
             msg = await asyncio.wait_for(received.get(), 120)
             path = await user.download_media(msg, file_name=str(work / "got" / "x"))
-            rows.append((msg.caption, _digest(path) == want))
+            rows.append((msg.caption, sha256_file(path) == want))
             os.remove(path)
         elapsed = time.monotonic() - start
         rss = psutil.Process().memory_info().rss / 1048576

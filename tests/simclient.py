@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pyrogram import Client
 
+from bot.rehearsal_load import free_port  # noqa: F401 - re-exported for the tests
 from helpers.telegram_server import client_options
 
 API_ID = 12345
@@ -83,11 +84,3 @@ def file_digest(path) -> str:
             h.update(chunk)
     return h.hexdigest()
 
-
-def free_port() -> int:
-    """A port nothing listens on now, for a bot process's web face."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

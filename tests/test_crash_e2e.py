@@ -12,7 +12,6 @@ import os
 import random
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 from pyrogram import filters
 
-from tests.simclient import file_digest, write_random
+from tests.simclient import file_digest, free_port, write_random
 
 ROOT = Path(__file__).resolve().parent.parent
 FINAL = {"done", "failed", "cancelled"}
@@ -31,12 +30,6 @@ _JOB_RE = re.compile(r"Job #(\d+)")
 
 TOTALS = {"accepted": 0, "finished": 0, "failed_told": 0, "lost": 0,
           "duplicates_without_notice": 0}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -67,7 +60,7 @@ class Rig:
                     "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": f"127.0.0.1:{sim.port}",
                     "TELEGRAM_SERVER_KEY": str(sim.public_key_path),
                     "DATABASE_PATH": str(self.db_path), "ASSETS_DIR": str(self.assets),
-                    "LOG_FILE": str(self.log), "PORT": str(_free_port()),
+                    "LOG_FILE": str(self.log), "PORT": str(free_port()),
                     "PROGRESS_INTERVAL": "3", "MAX_CONCURRENT_DOWNLOADS": "1",
                     "MAX_JOBS_PER_USER": "20", **env}
         self.restarts = 0
