@@ -46,6 +46,8 @@ from pyrogram.crypto import mtproto
 from pyrogram.session import Session
 from pyrogram.session.session import Result as _Result
 
+from helpers import floodwait
+
 log = logging.getLogger("transfer")
 
 KB = 1024
@@ -235,7 +237,6 @@ class Transfers:
     PART_TIMEOUT_S = 30.0  # no answer to one part in this long: retry it elsewhere
     START_TIMEOUT_S = 10.0  # a media session that is not up in this long is given up
     PART_RETRIES = 6  # transient failures of one part before the file fails
-    MAX_FLOOD_WAIT_S = 900  # a longer FloodWait is raised to the caller instead of slept
     MAX_FLOODS_PER_PART = 20
     WATCH_EVERY_S = 0.2  # how often an in-flight request checks its connection is alive
     CLOSE_WAIT_S = 1.5  # how long a cancelled transfer waits for its connections to close
@@ -634,11 +635,11 @@ class Transfers:
 
     def _flood(self, job: _Job, e: errors.FloodWait, floods: int) -> None:
         wait = int(e.value or 0)
-        if wait > self.MAX_FLOOD_WAIT_S or floods > self.MAX_FLOODS_PER_PART:
+        floodwait.record(wait, f"transfer on DC{job.dc_id}")  # one count, one log line
+        if not floodwait.worth_waiting(wait) or floods > self.MAX_FLOODS_PER_PART:
             raise e
         pool = self._pool(job.client, job.dc_id)
         pool.flood_until = max(pool.flood_until, time.monotonic() + wait)
-        log.info("FloodWait %d s on DC%d: parts paused", wait, job.dc_id)
 
     async def _invoke(self, job: _Job, make_query: Callable[[], Awaitable[Any]]):
         """Send one request on the least busy connection of the job's DC, watching that
