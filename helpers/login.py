@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pyrogram import Client, errors
+from pyrogram import Client, errors, types
 
 from helpers.logs import register_secret
 from helpers.secrets import SessionCipher
@@ -203,7 +203,9 @@ class LoginDesk:
         except errors.PhoneCodeExpired:
             raise LoginReply("That code has expired (or was sent unchanged in a chat, which "
                              "cancels it). Send /login to get a new one.", done=True) from None
-        if not getattr(result, "id", None):
+        if not isinstance(result, types.User):
+            # False or TermsOfService (which has an id): the number has no account, and a
+            # session saved now could not be used.
             raise LoginReply("There is no Telegram account for this phone number. Sign up "
                              "in a Telegram app first.", done=True)
         return await self._finish(flow)

@@ -24,6 +24,7 @@ import copy
 import re
 from typing import Any, Iterable, Sequence
 
+from helpers import tg_text
 from helpers.janitor import safe_filename
 
 __all__ = [
@@ -32,7 +33,7 @@ __all__ = [
     "apply_caption", "apply_name", "thumbnail", "target", "may_post", "describe",
 ]
 
-MAX_CAPTION = 1024
+MAX_CAPTION = tg_text.CAPTION_LIMIT
 MAX_RULES = 20
 MAX_WORD = 64
 MAX_RENAME = 128
@@ -54,10 +55,6 @@ DEFAULTS: dict[str, Any] = {
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-# Formatting that still means the same after text inside it changes; a mention, URL,
-# hashtag or custom emoji is defined by its text, so an edit inside it drops it instead.
-_RESIZABLE = {"BOLD", "ITALIC", "UNDERLINE", "STRIKETHROUGH", "SPOILER", "TEXT_LINK",
-              "TEXT_MENTION", "BLOCKQUOTE", "EXPANDABLE_BLOCKQUOTE", "CODE", "PRE"}
 
 
 class SettingsError(ValueError):
@@ -66,8 +63,7 @@ class SettingsError(ValueError):
 
 # ---------------------------------------------------------------------------- validation
 
-def _u16(text: str) -> int:
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+_u16 = tg_text.u16len
 
 
 def _check_placeholders(text: str, allowed: Sequence[str]) -> None:
@@ -214,28 +210,9 @@ def normalize(settings: object) -> dict:
 
 # ---------------------------------------------------------------------------- text edits
 
-def _with(entity: Any, offset: int, length: int) -> Any:
-    """A moved copy: the caller's entities (parts of a Message) are never mutated."""
-    e = copy.copy(entity)
-    e.offset, e.length = offset, length
-    return e
-
-
-def _clip(entities: Iterable[Any] | None, size: int) -> list:
-    """Entities that fit in text of `size` UTF-16 units; hostile offsets are dropped."""
-    out = []
-    for e in entities or ():
-        off, length = getattr(e, "offset", None), getattr(e, "length", None)
-        if not isinstance(off, int) or not isinstance(length, int):
-            continue
-        end = min(off + length, size)
-        if 0 <= off < end:
-            out.append(e if end - off == length else _with(e, off, end - off))
-    return out
-
-
-def _resizable(entity: Any) -> bool:
-    return getattr(getattr(entity, "type", None), "name", None) in _RESIZABLE
+_with = tg_text.moved
+_clip = tg_text.clip
+_resizable = tg_text.resizable
 
 
 def _move(entity: Any, moves: list[tuple[int, int, int]]) -> Any | None:
@@ -316,15 +293,6 @@ def _fill(template: str, values: dict[str, tuple[str, list]]) -> tuple[str, list
     return "".join(parts), entities
 
 
-def _truncate(text: str, entities: list, limit: int) -> tuple[str, list]:
-    if _u16(text) > limit:
-        cut = text.encode("utf-16-le", "surrogatepass")[:2 * limit]
-        if 0xD800 <= int.from_bytes(cut[-2:], "little") <= 0xDBFF:
-            cut = cut[:-2]  # never keep half of an emoji
-        text = cut.decode("utf-16-le", "surrogatepass")
-    return text, _clip(entities, _u16(text))
-
-
 # ---------------------------------------------------------------------------- applying
 
 def apply_caption(settings: object, caption: str | None, entities: list | None, *,
@@ -340,7 +308,7 @@ def apply_caption(settings: object, caption: str | None, entities: list | None, 
     if s["caption"] is not None:
         text, ents = _fill(s["caption"], {"caption": (text, ents),
                                           "filename": (file_name or "", [])})
-    text, ents = _truncate(text, ents, limit)
+    text, ents = tg_text.truncate(text, ents, limit)
     ents.sort(key=lambda e: (e.offset, -e.length))
     return text, ents or None
 

@@ -7,7 +7,7 @@ import itertools
 import os
 from pathlib import Path
 
-from pyrogram import Client
+from pyrogram import Client, types
 
 from bot.rehearsal_load import free_port  # noqa: F401 - re-exported for the tests
 from helpers.telegram_server import client_options
@@ -49,7 +49,7 @@ class SimClients:
             if password is None or "SESSION_PASSWORD_NEEDED" not in str(e):
                 raise
             result = await client.check_password(password)
-        if not getattr(result, "id", None):
+        if not isinstance(result, types.User):  # False or TermsOfService: no account yet
             await client.sign_up(phone, sent.phone_code_hash, first_name)
         client.me = await client.get_me()
         await client.initialize()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from pyrogram import filters
-from pyrogram.types import InputMediaDocument, InputMediaPhoto
+from pyrogram.types import InputMediaDocument
 
 from tests.simclient import file_digest, free_port, write_random
 
@@ -74,7 +74,7 @@ async def test_text_message_range_album_and_batch(env):
     files = [write_random(env.work / f"p{i}.bin", 200_000 + i) for i in range(3)]
     album = await env.user.send_media_group("pubfeed", [
         InputMediaDocument(str(files[0]), caption="album"), InputMediaDocument(str(files[1])),
-        InputMediaPhoto(str(files[2]))])
+        InputMediaDocument(str(files[2]))])  # documents group only with documents
     await env.say(f"https://t.me/pubfeed/{album[0].id}")
     parts = [await env.expect_media() for _ in range(3)]
     assert len({p.media_group_id for p in parts}) == 1

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from pyrogram import errors, filters, raw
-from pyrogram.types import InputMediaDocument, InputMediaPhoto
+from pyrogram.types import InputMediaDocument
 
 from tests.simclient import file_digest, write_random
 
@@ -71,7 +71,7 @@ async def test_channels_media_and_download_bytes_match(clients, phone, tmp_path)
     album = await owner.send_media_group("publicchan", [
         InputMediaDocument(album_files[0], caption="first"),
         InputMediaDocument(album_files[1]),
-        InputMediaPhoto(album_files[2]),
+        InputMediaDocument(album_files[2]),  # documents group only with documents
     ])
     assert len({m.media_group_id for m in album}) == 1 and album[0].media_group_id
 

@@ -14,7 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 DC_ID = 2
 
@@ -38,6 +38,7 @@ class Media:
     w: int = 800
     h: int = 600
     dc_id: int = DC_ID  # the DC a client must fetch it from; another one makes it open more sessions
+    album_kind: str | None = None  # as uploaded (force_file makes a file); None: from attributes
 
 
 @dataclass
@@ -121,6 +122,7 @@ class Upload:
     """Parts of a file being uploaded, kept as separate files until the send call names it."""
     dir: Path
     parts: set[int] = field(default_factory=set)
+    sizes: dict[int, int] = field(default_factory=dict)  # part -> bytes, for the geometry rules
     total_parts: int | None = None
     touched: float = field(default_factory=time.monotonic)
 
@@ -215,11 +217,20 @@ class World:
             up = self.uploads[(key_id, file_id)] = Upload(dir=d)
         (up.dir / str(part)).write_bytes(data)
         up.parts.add(part)
+        up.sizes[part] = len(data)
         up.touched = time.monotonic()
         if total_parts is not None:
             up.total_parts = total_parts
 
-    async def finish_upload(self, key_id: bytes, file_id: int, parts: int) -> tuple[Path, int]:
+    def part_size_of(self, key_id: bytes, file_id: int) -> int | None:
+        """The size of a non-last part already stored for this upload, if any."""
+        up = self.uploads.get((key_id, file_id))
+        if up is None or up.total_parts is None:
+            return None
+        return next((n for i, n in up.sizes.items() if i < up.total_parts - 1), None)
+
+    async def finish_upload(self, key_id: bytes, file_id: int, parts: int,
+                            check: Callable[[Upload], None] | None = None) -> tuple[Path, int]:
         """Join the parts into one stored file, streaming part by part in a thread so a 2 GB
         join does not stall every other connection. A client that times out and sends the
         same request again gets the same file, as Telegram does."""
@@ -228,7 +239,11 @@ class World:
         if done is not None:
             return await asyncio.shield(done)
         up = self.uploads.get(key)
-        if up is None or len(up.parts) < parts or any(i not in up.parts for i in range(parts)):
+        if up is None:
+            raise LookupError("FILE_PART_0_MISSING")
+        if check is not None:
+            check(up)  # Telegram's geometry rules (tgsim/limits.py); raises to refuse
+        elif len(up.parts) < parts or any(i not in up.parts for i in range(parts)):
             raise LookupError("FILE_PARTS_INVALID")
         del self.uploads[key]
         target = self.files_dir / secrets.token_hex(12)

@@ -14,6 +14,9 @@ from tgsim.api.convert import user
 from tgsim.server import RpcFail
 
 SRP_G = 3
+TERMS = raw.types.help.TermsOfService(
+    id=raw.types.DataJSON(data='"tgsim-tos-1"'), text="tgsim terms of service.", entities=[],
+    popup=True)
 
 
 def _h(*parts: bytes) -> bytes:
@@ -116,8 +119,10 @@ async def sign_in(call: Call, q):
         raise RpcFail(400, "PHONE_CODE_INVALID")
     acc = call.world.account_by_phone(phone)
     if acc is None:
+        # core.telegram.org/api/auth: an unregistered number gets
+        # auth.authorizationSignUpRequired carrying the terms of service to accept.
         call.sim.pending_login[call.auth.key_id] = ("signup", phone)
-        return raw.types.auth.AuthorizationSignUpRequired()
+        return raw.types.auth.AuthorizationSignUpRequired(terms_of_service=TERMS)
     call.world.phone_codes.pop(q.phone_code_hash, None)
     if acc.password:
         call.sim.pending_login[call.auth.key_id] = ("password", acc.id)

@@ -8,6 +8,7 @@ import os
 from pyrogram import raw
 from pyrogram.raw.core.primitives import Bool
 
+from tgsim import limits
 from tgsim.api import Call, handles
 from tgsim.api.convert import Bundle, channel, message, user
 from tgsim.server import RpcFail
@@ -52,8 +53,10 @@ def post(call: Call, target: tuple[str, object], *, text: str = "", entities=Non
     bundle = bundle or Bundle(call.world, me.id)
     kind, obj = target
     text = text or ""
-    if len(text) > (1024 if media else 4096):
-        raise RpcFail(400, "MEDIA_CAPTION_TOO_LONG" if media else "MESSAGE_TOO_LONG")
+    if fwd_from is None:
+        # What the sender composes is checked (a forward with its header keeps the original
+        # as it is); lengths in UTF-16 units, longer captions for premium senders.
+        limits.check_text(text, entities, media=media is not None, premium=me.premium)
     if not text and media is None and action is None:
         raise RpcFail(400, "MESSAGE_EMPTY")
     out: list = []
@@ -117,7 +120,8 @@ async def media_from_input(call: Call, m) -> Media:
             thumb_path, thumb_size = await _finish(call, m.thumb)
         return world.new_media("document", path, size, mime_type=m.mime_type or
                                "application/octet-stream", attributes=attrs,
-                               thumb_path=thumb_path, thumb_size=thumb_size)
+                               thumb_path=thumb_path, thumb_size=thumb_size,
+                               album_kind=limits.upload_kind(m))
     if isinstance(m, raw.types.InputMediaUploadedPhoto):
         path, size = await _finish(call, m.file)
         return world.new_media("photo", path, size, mime_type="image/jpeg")
@@ -133,11 +137,18 @@ async def media_from_input(call: Call, m) -> Media:
 async def _finish(call: Call, input_file) -> tuple:
     if not isinstance(input_file, (raw.types.InputFile, raw.types.InputFileBig)):
         raise RpcFail(400, "FILE_PARTS_INVALID")
+    big = isinstance(input_file, raw.types.InputFileBig)
+
+    def check(up) -> None:
+        if big and up.total_parts != input_file.parts:
+            raise RpcFail(400, "FILE_PARTS_INVALID")
+        limits.check_parts(up.sizes, input_file.parts, big)
+
     try:
         return await call.world.finish_upload(call.auth.key_id, input_file.id,
-                                              input_file.parts)
-    except LookupError:
-        raise RpcFail(400, "FILE_PARTS_INVALID") from None
+                                              input_file.parts, check)
+    except LookupError as e:
+        raise RpcFail(400, str(e) or "FILE_PARTS_INVALID") from None
 
 
 @handles("messages.SendMessage")
@@ -171,12 +182,12 @@ async def upload_media(call: Call, q):
 async def send_multi_media(call: Call, q):
     target = call.peer_from_input(q.peer)
     bundle = Bundle(call.world, call.me.id)
-    if not 2 <= len(q.multi_media) <= 10:
-        raise RpcFail(400, "MULTI_MEDIA_TOO_LONG" if len(q.multi_media) > 10 else "MEDIA_INVALID")
+    limits.check_album(q.multi_media)
+    medias = [await media_from_input(call, single.media) for single in q.multi_media]
+    limits.check_album_kinds([limits.media_kind(m) for m in medias])
     group = int.from_bytes(os.urandom(7), "little")
     ups = []
-    for single in q.multi_media:
-        media = await media_from_input(call, single.media)
+    for single, media in zip(q.multi_media, medias):
         ups += post(call, target, text=single.message, entities=single.entities, media=media,
                     reply_to=q.reply_to, grouped_id=group, random_id=single.random_id,
                     bundle=bundle)
@@ -202,6 +213,9 @@ async def edit_message(call: Call, q):
     new_text = msg.text if q.message is None else q.message
     new_media = (await media_from_input(call, q.media) if q.media is not None
                  else msg.media)
+    if q.message is not None:
+        limits.check_text(new_text, q.entities, media=new_media is not None,
+                          premium=me.premium)
     if (new_text == msg.text and new_media is msg.media and q.reply_markup == msg.reply_markup
             and (q.entities or None) == (msg.entities or None)):
         raise RpcFail(400, "MESSAGE_NOT_MODIFIED")

@@ -8,10 +8,11 @@ import time
 from pyrogram import raw
 from pyrogram.raw.core.primitives import Bool
 
+from tgsim import limits
 from tgsim.api import Call, handles
 from tgsim.server import RpcFail
 
-MAX_PART = 512 * 1024
+MAX_PART = limits.MAX_PART
 MB = 1024 * 1024
 
 
@@ -30,8 +31,7 @@ def _maybe_drop(call: Call, nbytes: int) -> None:
 
 @handles("upload.SaveFilePart")
 async def save_file_part(call: Call, q):
-    if len(q.bytes) > MAX_PART:
-        raise RpcFail(400, "FILE_PART_TOO_BIG")
+    limits.check_part(q.bytes, q.file_part, None, None)
     if q.file_part < 0 or q.file_part >= 4000:
         raise RpcFail(400, "FILE_PART_INVALID")
     _maybe_drop(call, len(q.bytes))
@@ -41,13 +41,13 @@ async def save_file_part(call: Call, q):
 
 @handles("upload.SaveBigFilePart")
 async def save_big_file_part(call: Call, q):
-    if len(q.bytes) > MAX_PART:
-        raise RpcFail(400, "FILE_PART_TOO_BIG")
     limit = 8000 if call.me.premium else 4000
     if q.file_total_parts > limit:
         raise RpcFail(400, "FILE_PARTS_INVALID")
     if not 0 <= q.file_part < q.file_total_parts:
         raise RpcFail(400, "FILE_PART_INVALID")
+    limits.check_part(q.bytes, q.file_part, q.file_total_parts,
+                      call.world.part_size_of(call.auth.key_id, q.file_id))
     _maybe_drop(call, len(q.bytes))
     call.world.upload_part(call.auth.key_id, q.file_id, q.file_part, q.bytes, q.file_total_parts)
     return Bool(True)
