@@ -18,7 +18,7 @@ from typing import Awaitable, Callable
 
 from pyrogram import Client, enums, errors, types
 
-from helpers import floodwait
+from helpers import floodwait, tg_text
 from helpers import user_settings as us
 from helpers.janitor import Janitor, safe_filename
 from helpers.memory_monitor import MemoryMonitor
@@ -217,11 +217,14 @@ class Pipeline:
         if not msg.has_protected_content and client is self.bot and out.may_copy(group):
             try:
                 if len(group) > 1:
-                    await self._patient(lambda: self.bot.copy_media_group(
-                        out.chat, chat, msg.id, **out.thread), "copy album")
+                    # Telegram's own copy keeps every caption's entities (copy_media_group
+                    # re-parses them as Markdown) and the album's kinds as they are.
+                    await self._patient(lambda: self.bot.forward_messages(
+                        out.chat, chat, [m.id for m in group], hide_sender_name=True,
+                        **out.thread), "copy album")
                 else:
                     caption = {}
-                    if msg.media and out.recaptions:
+                    if msg.media and (out.recaptions or _too_long(msg.caption)):
                         text, ents = out.caption(msg, _file_name(msg))
                         caption = {"caption": text, "caption_entities": ents,
                                    "parse_mode": enums.ParseMode.DISABLED}
@@ -229,8 +232,10 @@ class Pipeline:
                                         "copy")
                 return out.summary("copied" if len(group) == 1
                                    else f"album of {len(group)} copied")
-            except errors.ChatForwardsRestricted:
-                pass  # protected after all: fall through to download + upload
+            except (errors.ChatForwardsRestricted, errors.MediaCaptionTooLong):
+                # Protected after all, or a premium author's caption the bot may not post as
+                # is: fall through to download + upload, which cuts captions to the limit.
+                pass
         if not msg.media:
             await self._patient(lambda: self.bot.send_message(
                 out.chat, msg.text or "", entities=msg.entities,
@@ -322,8 +327,10 @@ class Pipeline:
 
         async with self.monitor.track("Upload", {"job": out.job["id"], "files": len(files)}):
             if len(group) > 1:
+                kinds = _album_kinds(group)
                 await self._patient(lambda: self.bot.send_media_group(
-                    out.chat, [_input_media(m, p, t, out) for m, (p, t) in zip(group, files)],
+                    out.chat, [_input_media(m, k, p, t, out)
+                               for m, k, (p, t) in zip(group, kinds, files)],
                     **out.thread), "send album")
                 return
             path, thumb = files[0]
@@ -347,13 +354,18 @@ class Pipeline:
         size = os.path.getsize(path)
         count = -(-size // limit)
         name = os.path.basename(path)
-        caption, entities = out.caption(msg, name)
+
+        def note(i: int) -> str:
+            return (f"Part {i + 1} of {count} of {name} (too big for one Telegram file). "
+                    f"Join them in order, e.g. cat {name}.0* > {name}")
+
+        # The caption is cut to leave room for the note: together they fit Telegram's limit.
+        caption, entities = out.caption(msg, name,
+                                        limit=tg_text.CAPTION_LIMIT - tg_text.u16len(note(0)) - 2)
         for i in range(count):
             part = f"{path}.{i + 1:03d}"
             await asyncio.to_thread(_copy_range, path, part, i * limit, limit)
-            note = (f"Part {i + 1} of {count} of {name} (too big for one Telegram file). "
-                    f"Join them in order, e.g. cat {name}.0* > {name}")
-            text = f"{caption}\n\n{note}" if i == 0 and caption else note
+            text = f"{caption}\n\n{note(i)}" if i == 0 and caption else note(i)
             ents = entities if i == 0 else None
 
             async def send(part=part, text=text, ents=ents):
@@ -401,9 +413,10 @@ class _Delivery:
             return not group[0].media
         return len(group) == 1 or not self.recaptions
 
-    def caption(self, msg: types.Message, file_name: str) -> tuple[str, list | None]:
+    def caption(self, msg: types.Message, file_name: str,
+                limit: int = tg_text.CAPTION_LIMIT) -> tuple[str, list | None]:
         return us.apply_caption(self.prefs, msg.caption or "", msg.caption_entities,
-                                file_name=file_name)
+                                file_name=file_name, limit=limit)
 
     def summary(self, what: str) -> str:
         if self.chat == self.job["user_id"]:
@@ -493,15 +506,34 @@ async def _send_parallel(transfers: "Transfers", bot: Client, msg: types.Message
         progress=progress)
 
 
-def _input_media(msg: types.Message, path: str, thumb: str | None, out: _Delivery):
+def _too_long(caption: str | None) -> bool:
+    return tg_text.u16len(caption) > tg_text.CAPTION_LIMIT
+
+
+_VISUAL = {enums.MessageMediaType.PHOTO, enums.MessageMediaType.VIDEO}
+
+
+def _album_kinds(group: list[types.Message]) -> list:
+    """What each item is sent as. Telegram groups photos with videos, and documents or audio
+    only with their own kind; the library reads a file that carries video (or audio)
+    attributes as a video even inside a documents album, so anything but an all-visual or
+    all-audio album goes as documents."""
+    kinds = [m.media for m in group]
+    if all(k in _VISUAL for k in kinds) or all(k == enums.MessageMediaType.AUDIO
+                                                for k in kinds):
+        return kinds
+    return [enums.MessageMediaType.DOCUMENT] * len(kinds)
+
+
+def _input_media(msg: types.Message, kind, path: str, thumb: str | None, out: _Delivery):
     cap = _caption(msg, path, out)
-    if msg.media == enums.MessageMediaType.PHOTO:
+    if kind == enums.MessageMediaType.PHOTO:
         return types.InputMediaPhoto(path, **cap)
     media = _media_of(msg)
-    if msg.media == enums.MessageMediaType.VIDEO:
+    if kind == enums.MessageMediaType.VIDEO:
         return types.InputMediaVideo(path, thumb=thumb, width=media.width or 0,
                                      height=media.height or 0, duration=media.duration or 0,
                                      **cap)
-    if msg.media == enums.MessageMediaType.AUDIO:
+    if kind == enums.MessageMediaType.AUDIO:
         return types.InputMediaAudio(path, thumb=thumb, duration=media.duration or 0, **cap)
     return types.InputMediaDocument(path, thumb=thumb, **cap)
