@@ -13,9 +13,10 @@ from helpers.tg_text import CAPTION_LIMIT, u16len
 from tests.botenv import bot_env
 from tests.simclient import file_digest, write_random
 
-# 11 + 1040 + 449 = 1500 UTF-16 units; the cut at 1024 falls inside an emoji, so 1023 remain.
+# 11 + 1002 + 20 + 467 = 1500 UTF-16 units (1490 characters); the cut at 1024 falls inside an
+# emoji, so 1023 units remain.
 HEAD = "Bold part! "
-LONG_CAPTION = HEAD + "😀" * 520 + "x" * 449
+LONG_CAPTION = HEAD + "x" * 1002 + "😀" * 10 + "y" * 467
 KEPT = LONG_CAPTION.encode("utf-16-le")[:2 * 1023].decode("utf-16-le")
 
 
