@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import aiohttp
-from pyrogram import enums, types
+from pyrogram import enums, raw, types
 
 from tests.botenv import bot_env
 from tests.simclient import write_random
@@ -105,11 +105,15 @@ async def test_hostile_captions_and_file_names_are_tamed(env):
     src = write_random(env.work / "evil.bin", 10_000)
     names = ["../../../../tmp/pwned.txt", "CON", "nul.txt", "..", "a" * 400 + ".bin"]
     posts = []
+    world_ch = env.sim.world.channels[-ch.id - 10**12]
     for i, name in enumerate(names):
-        entities = [types.MessageEntity(type=enums.MessageEntityType.BOLD, offset=3,
-                                        length=500)]
+        entities = [types.MessageEntity(type=enums.MessageEntityType.BOLD, offset=3, length=1)]
         posts.append(await owner.client.send_document(
             ch.id, str(src), file_name=name, caption=f"cap{i}", caption_entities=entities))
+        # Telegram refuses an entity past the text (ENTITY_BOUNDS_INVALID) on send, so the
+        # hostile one is planted in the world, as a message from elsewhere would arrive.
+        world_ch.messages[posts[-1].id].entities = [raw.types.MessageEntityBold(offset=3,
+                                                                                length=500)]
     base = f"https://t.me/c/{str(ch.id)[4:]}/"
     await me.say(f"{base}{posts[0].id}-{posts[-1].id}")
     got = []
