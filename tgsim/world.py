@@ -121,7 +121,6 @@ class Channel:
 class Upload:
     """Parts of a file being uploaded, kept as separate files until the send call names it."""
     dir: Path
-    parts: set[int] = field(default_factory=set)
     sizes: dict[int, int] = field(default_factory=dict)  # part -> bytes, for the geometry rules
     total_parts: int | None = None
     touched: float = field(default_factory=time.monotonic)
@@ -216,7 +215,6 @@ class World:
             d.mkdir(parents=True, exist_ok=True)
             up = self.uploads[(key_id, file_id)] = Upload(dir=d)
         (up.dir / str(part)).write_bytes(data)
-        up.parts.add(part)
         up.sizes[part] = len(data)
         up.touched = time.monotonic()
         if total_parts is not None:
@@ -243,7 +241,7 @@ class World:
             raise LookupError("FILE_PART_0_MISSING")
         if check is not None:
             check(up)  # Telegram's geometry rules (tgsim/limits.py); raises to refuse
-        elif len(up.parts) < parts or any(i not in up.parts for i in range(parts)):
+        elif any(i not in up.sizes for i in range(parts)):
             raise LookupError("FILE_PARTS_INVALID")
         del self.uploads[key]
         target = self.files_dir / secrets.token_hex(12)
