@@ -36,6 +36,8 @@ PROMPTS = {
     PASSWORD: "Your account has two-step verification. Send your password.\n"
               "Send /cancel to stop.",
 }
+NO_ACCOUNT = ("There is no Telegram account for this phone number. Sign up in a Telegram app "
+              "first, then send /login again.")
 
 
 class LoginReply(Exception):
@@ -203,11 +205,12 @@ class LoginDesk:
         except errors.PhoneCodeExpired:
             raise LoginReply("That code has expired (or was sent unchanged in a chat, which "
                              "cancels it). Send /login to get a new one.", done=True) from None
+        except errors.PhoneNumberUnoccupied:  # older layers' way of saying the same
+            result = None
         if not isinstance(result, types.User):
             # False or TermsOfService (which has an id): the number has no account, and a
             # session saved now could not be used.
-            raise LoginReply("There is no Telegram account for this phone number. Sign up "
-                             "in a Telegram app first.", done=True)
+            raise LoginReply(NO_ACCOUNT, done=True)
         return await self._finish(flow)
 
     async def _password(self, flow: LoginFlow, text: str) -> str:

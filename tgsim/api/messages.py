@@ -54,8 +54,11 @@ def post(call: Call, target: tuple[str, object], *, text: str = "", entities=Non
     kind, obj = target
     text = text or ""
     if fwd_from is None:
-        # What the sender composes is checked (a forward with its header keeps the original
-        # as it is); lengths in UTF-16 units, longer captions for premium senders.
+        # What the sender posts as its own is checked, lengths in UTF-16 units and longer
+        # captions for premium senders (core.telegram.org/api/entities, /api/config). A
+        # forward with its header keeps the original as it is; one without the author
+        # (drop_author) is the forwarder's own message and is held to the forwarder's limit,
+        # the stricter reading where the docs say nothing.
         limits.check_text(text, entities, media=media is not None, premium=me.premium)
     if not text and media is None and action is None:
         raise RpcFail(400, "MESSAGE_EMPTY")
