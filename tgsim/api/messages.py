@@ -10,6 +10,7 @@ from pyrogram.raw.core.primitives import Bool
 
 from tgsim.api import Call, handles
 from tgsim.api.convert import Bundle, channel, message, user
+from tgsim.file_refs import checked
 from tgsim.server import RpcFail
 from tgsim.world import Account, Channel, Media, Msg
 
@@ -105,7 +106,8 @@ def post(call: Call, target: tuple[str, object], *, text: str = "", entities=Non
     return out
 
 
-async def media_from_input(call: Call, m) -> Media:
+async def media_from_input(call: Call, m, index: int | None = None) -> Media:
+    """`index`: the item's place in a sendMultiMedia, which names it in reference errors."""
     world = call.world
     if isinstance(m, raw.types.InputMediaUploadedDocument):
         path, size = await _finish(call, m.file)
@@ -126,6 +128,13 @@ async def media_from_input(call: Call, m) -> Media:
         media = world.media.get(getattr(ref, "id", None))
         if media is None or media.access_hash != ref.access_hash:
             raise RpcFail(400, "MEDIA_INVALID")
+        # re-sending by reference needs a fresh one (core.telegram.org/api/file_reference),
+        # and one handed out in a protected chat may not be re-sent, as it may not be
+        # forwarded (core.telegram.org/api/content-protection)
+        origin = checked(call, media, ref.file_reference, index)
+        source = world.channels.get(origin) if origin else None
+        if source is not None and source.noforwards:
+            raise RpcFail(400, "CHAT_FORWARDS_RESTRICTED")
         return media
     raise RpcFail(400, "MEDIA_INVALID")
 
@@ -174,9 +183,11 @@ async def send_multi_media(call: Call, q):
     if not 2 <= len(q.multi_media) <= 10:
         raise RpcFail(400, "MULTI_MEDIA_TOO_LONG" if len(q.multi_media) > 10 else "MEDIA_INVALID")
     group = int.from_bytes(os.urandom(7), "little")
+    # every item is checked before any is posted: Telegram sends an album whole or not at all
+    medias = [await media_from_input(call, single.media, i)
+              for i, single in enumerate(q.multi_media)]
     ups = []
-    for single in q.multi_media:
-        media = await media_from_input(call, single.media)
+    for single, media in zip(q.multi_media, medias):
         ups += post(call, target, text=single.message, entities=single.entities, media=media,
                     reply_to=q.reply_to, grouped_id=group, random_id=single.random_id,
                     bundle=bundle)
