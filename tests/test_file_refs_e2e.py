@@ -3,6 +3,7 @@ protected media that cannot be re-sent by reference: tgsim's rule, and the bot l
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -216,3 +217,43 @@ async def test_expired_custom_thumbnail_still_applies(env):
     assert bytes(thumb.getbuffer()) == photo.read_bytes()
     # the fresh file_id was kept, so the next job does not refetch it
     assert (await env.app.db.get_settings(p.id))["thumb"] != stored
+
+
+async def test_bot_delivers_a_file_whose_reference_expires_twice_mid_download(env):
+    """The whole bot: a protected post (so the bot must download it) whose reference rotates
+    twice while the bot's parts are in flight still arrives byte for byte."""
+
+    sim, me = env.sim, env.user
+    ch = await me.create_channel("Locked", "")
+    await me.set_chat_protected_content(ch.id, True)
+    await me.add_chat_members(ch.id, env.bot_username)
+    size = 96 * PART + 11
+    src = write_random(env.work / "long.bin", size)
+    post = await me.send_document(ch.id, str(src))
+    media_id = _media_id(post.document)
+    sim.faults.method_latency_s["upload.GetFile"] = 0.05
+    sent0, waves = sim.stats["file_bytes_out"], []
+
+    async def rotate_at(fraction: float) -> None:
+        while sim.stats["file_bytes_out"] - sent0 < fraction * size:
+            await asyncio.sleep(0.005)
+        waves.append(sim.stats["file_reference_expired"])
+        sim.expire_file_reference(media_id)
+
+    rotations = asyncio.ensure_future(asyncio.gather(rotate_at(0.25), rotate_at(0.55)))
+    try:
+        await me.send_message(env.bot_username, f"t.me/c/{str(ch.id)[4:]}/{post.id}")
+        got = await env.expect(lambda m: m.media is not None or "failed" in (m.text or ""),
+                               timeout=120)
+        assert got.media, got.text
+        await asyncio.wait_for(rotations, 1)
+    finally:
+        rotations.cancel()
+        sim.faults.method_latency_s.pop("upload.GetFile", None)
+    served = sim.stats["file_bytes_out"] - sent0  # before the user's own download below
+    # each rotation found K parts in flight (32 by default; 8 is the least this test asks)
+    expired = sim.stats["file_reference_expired"]
+    assert len(waves) == 2 and waves[1] - waves[0] >= 8 and expired - waves[1] >= 8, waves
+    assert served == size, "parts on disk were fetched again"
+    path = await me.download_media(got, file_name=str(env.work / "out" / "long.bin"))
+    assert file_digest(path) == file_digest(src)
