@@ -257,3 +257,78 @@ async def test_bot_delivers_a_file_whose_reference_expires_twice_mid_download(en
     assert served == size, "parts on disk were fetched again"
     path = await me.download_media(got, file_name=str(env.work / "out" / "long.bin"))
     assert file_digest(path) == file_digest(src)
+
+
+async def test_copy_whose_reference_rotated_meanwhile_is_fetched_again(env):
+    """The reference rotates between the bot's fetch and its server-side copy (the copy sits
+    in the server when it happens): the bot fetches the message again and copies it."""
+    from pyrogram.types import InputMediaDocument
+
+    sim, me = env.sim, env.user
+    ch = await me.create_channel("Feed", "")
+    await me.set_chat_username(ch.id, "rotfeed")
+    one = await me.send_document("rotfeed", str(write_random(env.work / "1.bin", 5000)))
+    album = await me.send_media_group("rotfeed", [
+        InputMediaDocument(str(write_random(env.work / f"a{i}.bin", 4000 + i)))
+        for i in range(2)])
+
+    async def rotate_during(method: str, media_id: int) -> None:
+        sim.faults.method_latency_s[method] = 0.3
+        start = sim.stats[method]
+        while sim.stats[method] == start:  # counted when the request arrives
+            await asyncio.sleep(0.005)
+        sim.expire_file_reference(media_id)
+        sim.faults.method_latency_s.pop(method, None)
+
+    for link, method, media_id in (
+            (f"https://t.me/rotfeed/{one.id}", "messages.SendMedia", _media_id(one.document)),
+            (f"https://t.me/rotfeed/{album[1].id}", "messages.SendMultiMedia",
+             _media_id(album[1].document))):
+        expired = sim.stats["file_reference_expired"]
+        rotation = asyncio.ensure_future(rotate_during(method, media_id))
+        try:
+            await env.say(link)
+            done = await env.expect(lambda m: (m.text or "").startswith("Job #")
+                                    and (" done" in m.text or "failed" in m.text), timeout=60)
+            assert " done" in done.text and "copied" in done.text, done.text
+        finally:
+            rotation.cancel()
+            sim.faults.method_latency_s.pop(method, None)
+        assert sim.stats["file_reference_expired"] == expired + 1
+    assert sim.stats["upload.GetFile"] == 0  # copied both times, never downloaded
+
+
+async def test_original_thumbnail_after_its_reference_expired_is_carried_over(env):
+    """The reference rotates once the bot has the file and before it fetches the original's
+    thumbnail (same reference): the bot fetches the message again and keeps the thumbnail."""
+    sim, me = env.sim, env.user
+    ch = await me.create_channel("Locked", "")
+    await me.set_chat_protected_content(ch.id, True)
+    await me.add_chat_members(ch.id, env.bot_username)
+    size = 4 * PART
+    src = write_random(env.work / "v.mp4", size)
+    thumb = write_random(env.work / "t.jpg", 5_000)
+    post = await me.send_video(ch.id, str(src), duration=3, width=320, height=240,
+                               thumb=str(thumb))
+    sim.faults.method_latency_s["upload.GetFile"] = 0.05
+    sent0 = sim.stats["file_bytes_out"]
+
+    async def rotate_after_the_file() -> None:
+        while sim.stats["file_bytes_out"] - sent0 < size:
+            await asyncio.sleep(0.005)
+        sim.expire_file_reference(_media_id(post.video))
+
+    rotation = asyncio.ensure_future(rotate_after_the_file())
+    try:
+        await env.say(f"t.me/c/{str(ch.id)[4:]}/{post.id}")
+        got = await env.expect(lambda m: m.media is not None or "failed" in (m.text or ""),
+                               timeout=60)
+        assert got.media, got.text
+        assert rotation.done()
+    finally:
+        rotation.cancel()
+        sim.faults.method_latency_s.pop("upload.GetFile", None)
+    assert sim.stats["file_reference_expired"] >= 1
+    assert got.video.thumbs, "the original's thumbnail was lost"
+    carried = await me.download_media(got.video.thumbs[0].file_id, in_memory=True)
+    assert bytes(carried.getbuffer()) == thumb.read_bytes()
