@@ -108,6 +108,7 @@ async def test_protected_media_is_not_resent_by_reference(clients, phone, tmp_pa
                 raw.types.InputSingleMedia(media=raw.types.InputMediaDocument(
                     id=_input_document(m.document)), random_id=reader.rnd_id(), message="")
                 for m in seen]))
+    assert sim.stats["chat_forwards_restricted"] == 2
     with pytest.raises(errors.ChatForwardsRestricted):
         await reader.forward_messages("me", ch.id, posts[0].id)
     # what it may still do: download it, as the bot does before re-uploading
@@ -255,6 +256,7 @@ async def test_bot_delivers_a_file_whose_reference_expires_twice_mid_download(en
     expired = sim.stats["file_reference_expired"]
     assert len(waves) == 2 and waves[1] - waves[0] >= 8 and expired - waves[1] >= 8, waves
     assert served == size, "parts on disk were fetched again"
+    assert sim.stats["chat_forwards_restricted"] == 0  # never tried to re-send it by reference
     path = await me.download_media(got, file_name=str(env.work / "out" / "long.bin"))
     assert file_digest(path) == file_digest(src)
 

@@ -134,6 +134,7 @@ async def media_from_input(call: Call, m, index: int | None = None) -> Media:
         origin = checked(call, media, ref.file_reference, index)
         source = world.channels.get(origin) if origin else None
         if source is not None and source.noforwards:
+            call.sim.stats["chat_forwards_restricted"] += 1
             raise RpcFail(400, "CHAT_FORWARDS_RESTRICTED")
         return media
     raise RpcFail(400, "MEDIA_INVALID")

@@ -59,7 +59,8 @@ def _locate(call: Call, loc):
         media = call.world.media.get(loc.id)
         if media is None or media.access_hash != loc.access_hash:
             raise RpcFail(400, "LOCATION_INVALID")
-        # a stale reference fails every request, thumbnails too (core.telegram.org/api/file_reference)
+        # a stale reference fails every request for the file, its thumbnail's too
+        # (core.telegram.org/api/file_reference)
         checked(call, media, loc.file_reference)
         if isinstance(loc, raw.types.InputDocumentFileLocation) and loc.thumb_size:
             if media.thumb_path is None:
