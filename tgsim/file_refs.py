@@ -4,10 +4,10 @@ core.telegram.org/api/file_reference: every document and photo carries a `file_r
 Telegram rotates it, and a stale one is answered FILE_REFERENCE_EXPIRED on upload.getFile and
 on re-sending by reference with messages.sendMedia (FILE_REFERENCE_%d_EXPIRED, with the
 item's index, on messages.sendMultiMedia). The client must refetch the object from the
-"origin context" it came from (the message) to get a fresh one. A reference is bound to that
-context, which is also how Telegram knows media came from a chat with protected content
-(core.telegram.org/api/content-protection: it "disables message forwards and limits the
-ability to save media"), so re-sending it by reference is refused like forwarding it.
+"origin context" it came from (the message) to get a fresh one. tgsim binds each reference to
+the channel it was handed out in, so media seen in a chat with protected content cannot be
+re-sent by reference, as it cannot be forwarded (core.telegram.org/api/content-protection:
+protection "disables message forwards and limits the ability to save media").
 
 Here a reference is `02 | epoch (4) | origin channel (8) | mac (8)`: the media's current epoch
 advances every `ttl` seconds (or at once through `expire`), and the MAC makes a reference that
