@@ -31,8 +31,10 @@ class RefreshedLocation:
     REARM_S = 30.0
     MAX_REFRESHES = 32
 
-    def __init__(self, location: Any, fetch: Callable[[], Awaitable[Any]] | None):
+    def __init__(self, location: Any, fetch: Callable[[], Awaitable[Any]] | None, *,
+                 clock: Callable[[], float] = time.monotonic):
         self.location = location
+        self.clock = clock
         self.generation = 0
         self.refreshes = 0
         self._fetch = fetch
@@ -54,7 +56,7 @@ class RefreshedLocation:
         if self._task is None:
             if (self._fetch is None or self.refreshes >= self.MAX_REFRESHES
                     or (not self._proven
-                        and time.monotonic() - self._refreshed_at < self.REARM_S)):
+                        and self.clock() - self._refreshed_at < self.REARM_S)):
                 raise errors.FileReferenceExpired()
             self._task = asyncio.ensure_future(self._refresh())
             self._task.add_done_callback(_consume)
@@ -67,7 +69,7 @@ class RefreshedLocation:
             self.generation += 1
             self.refreshes += 1
             self._proven = False
-            self._refreshed_at = time.monotonic()
+            self._refreshed_at = self.clock()
         finally:
             self._task = None
 
