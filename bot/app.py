@@ -241,7 +241,8 @@ class App:
                             sessions=self.sessions, settings_of=self.db.get_settings,
                             on_delivered=self.db.mark_delivered, transfers=self.transfers,
                             keep_partial=lambda: bool(self.queue and self.queue.stopping),
-                            split_bytes=s.split_mb * 1024 * 1024)
+                            split_bytes=s.split_mb * 1024 * 1024,
+                            save_settings=self.db.set_settings)
         self.queue = QueueManager(self.db, pipeline.run, max_concurrent=s.max_concurrent_downloads,
                                   max_queue=s.max_queue, max_per_user=s.max_jobs_per_user,
                                   admission=self.monitor.admit, notify=self.notify,

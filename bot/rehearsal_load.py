@@ -539,14 +539,19 @@ class Harness:
     async def login_all(self, users: list[SimUser]) -> None:
         await gather_limited((u.login_to_bot() for u in users), limit=5)
 
-    async def private_channel(self, members: list[SimUser], title: str = "Vault") -> int:
-        """A private protected channel the owner posts in and the members can read."""
+    async def private_channel(self, members: list[SimUser], title: str = "Vault",
+                              protected: bool = True) -> int:
+        """A private channel (protected unless told) the owner posts in and members read."""
         c = (await self._owner()).client
         ch = await c.create_channel(title, "")
-        await c.set_chat_protected_content(ch.id, True)
+        if protected:
+            await self.protect(ch.id)
         for i in range(0, len(members), 50):
             await c.add_chat_members(ch.id, [u.id for u in members[i:i + 50]])
         return ch.id
+
+    async def protect(self, chat_id: int) -> None:
+        await (await self._owner()).client.set_chat_protected_content(chat_id, True)
 
     async def public_channel(self, username: str) -> int:
         """A public protected channel: the bot reads it with its own client and must
@@ -692,13 +697,16 @@ async def rehearse_load(a: LoadArgs, work: Path) -> int:
         h.sampler.phase = "logins"
         users = await h.add_users(a.users)
         await h.login_all(users)
-        chat = await h.private_channel(users)
+        # protected only once the copies are in: Telegram refuses to re-send protected media
+        # by reference (core.telegram.org/api/content-protection), which is how post copies
+        chat = await h.private_channel(users, protected=False)
         src = work / "file.bin"
         want = await asyncio.to_thread(write_random, src, size)
         ping = work / "ping.bin"
         write_random(ping, 64 * 1024)
         posts = await h.post(chat, src, "load", copies=a.jobs)
         (ping_id,) = await h.post(chat, ping, "ping")
+        await h.protect(chat)
         src.unlink()
         ping.unlink()
         print(f"  {a.users} user(s) logged in to the bot; {a.jobs} post(s) in the channel",

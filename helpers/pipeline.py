@@ -25,6 +25,7 @@ from helpers.memory_monitor import MemoryMonitor
 from helpers.progress import ProgressReporter
 from helpers.queue_manager import JobError
 from helpers.session_manager import AUTH_GONE as _AUTH_GONE, SessionManager
+from helpers.thumbs import Thumbnails
 from helpers.transfer import Transfers
 
 _FINAL_EDIT_WAIT_S = 30.0  # how long a finished job waits to show its last status
@@ -55,7 +56,8 @@ class Pipeline:
                  on_delivered: Callable[[int], Awaitable[None]] | None = None,
                  transfers: "Transfers | None" = None,
                  keep_partial: Callable[[], bool] = lambda: False,
-                 split_bytes: int = 0):
+                 split_bytes: int = 0,
+                 save_settings: Callable[[int, dict], Awaitable[None]] | None = None):
         self.bot = bot
         self.janitor = janitor
         self.monitor = monitor
@@ -69,6 +71,7 @@ class Pipeline:
         # True while the bot shuts down: an interrupted job keeps its parts to resume from.
         self.keep_partial = keep_partial
         self.split_bytes = split_bytes  # 0: Telegram's own limit for the bot
+        self.thumbs = Thumbnails(bot, settings_of, save_settings)
 
     async def run(self, job: dict) -> None:
         job_id, user_id = job["id"], job["user_id"]
@@ -214,22 +217,11 @@ class Pipeline:
         group = [msg]
         if msg.media_group_id:
             group = await client.get_media_group(chat, msg.id)
+        # A copy re-sends the media by reference, which Telegram refuses for protected
+        # content (core.telegram.org/api/content-protection): those are always re-uploaded.
         if not msg.has_protected_content and client is self.bot and out.may_copy(group):
             try:
-                if len(group) > 1:
-                    # Telegram's own copy keeps every caption's entities (copy_media_group
-                    # re-parses them as Markdown) and the album's kinds as they are.
-                    await self._patient(lambda: self.bot.forward_messages(
-                        out.chat, chat, [m.id for m in group], hide_sender_name=True,
-                        **out.thread), "copy album")
-                else:
-                    caption = {}
-                    if msg.media and (out.recaptions or _too_long(msg.caption)):
-                        text, ents = out.caption(msg, _file_name(msg))
-                        caption = {"caption": text, "caption_entities": ents,
-                                   "parse_mode": enums.ParseMode.DISABLED}
-                    await self._patient(lambda: msg.copy(out.chat, **caption, **out.thread),
-                                        "copy")
+                await self._copy(chat, msg, group, out)
                 return out.summary("copied" if len(group) == 1
                                    else f"album of {len(group)} copied")
             except (errors.ChatForwardsRestricted, errors.MediaCaptionTooLong):
@@ -248,6 +240,31 @@ class Pipeline:
         await self._upload(group, files, out)
         total = sum(os.path.getsize(f[0]) for f in files)
         return out.summary(f"{len(files)} file(s), {total / 1048576:.1f} MB")
+
+    async def _copy(self, chat, msg: types.Message, group: list, out: "_Delivery") -> None:
+        """A server-side copy. The file reference it names may have rotated since the fetch:
+        then the message is fetched again (an album copy fetches its group itself)."""
+        for attempt in (1, 2):
+            try:
+                if len(group) > 1:
+                    # Telegram's own copy keeps every caption's entities (copy_media_group
+                    # re-parses them as Markdown) and the album's kinds as they are.
+                    await self._patient(lambda: self.bot.forward_messages(
+                        out.chat, chat, [m.id for m in group], hide_sender_name=True,
+                        **out.thread), "copy album")
+                else:
+                    caption = {}
+                    if msg.media and (out.recaptions or _too_long(msg.caption)):
+                        text, ents = out.caption(msg, _file_name(msg))
+                        caption = {"caption": text, "caption_entities": ents,
+                                   "parse_mode": enums.ParseMode.DISABLED}
+                    await self._patient(lambda: msg.copy(out.chat, **caption, **out.thread),
+                                        "copy")
+                return
+            except (errors.FileReferenceExpired, errors.FileReferenceExpiredX):
+                if attempt == 2:
+                    raise
+                msg = await self._fetch(self.bot, chat, msg.id)
 
     async def _prefs(self, user_id: int) -> dict:
         if self.settings_of is None:
@@ -297,27 +314,11 @@ class Pipeline:
             raise JobError("The download was interrupted; please try again.")
         thumb = None
         if msg.media != enums.MessageMediaType.PHOTO:
-            thumb = await self._thumb(client, media, out, target.parent)
+            thumb = await self.thumbs.fetch(client, msg, media, out.prefs, job["user_id"],
+                                            target.parent)
         if self.on_bytes:
             await self.on_bytes(job["id"], os.path.getsize(path))
         return path, thumb
-
-    async def _thumb(self, client: Client, media, out: "_Delivery", folder: Path) -> str | None:
-        """The user's own thumbnail if they set one (it lives on the bot's side), else the
-        original's; a thumbnail that cannot be fetched is not worth failing the job."""
-        own = us.thumbnail(out.prefs)
-        sources = [(self.bot, own)] if own else []
-        thumbs = getattr(media, "thumbs", None)
-        if thumbs:
-            sources.append((client, thumbs[0].file_id))
-        for reader, file_id in sources:
-            try:
-                return await reader.download_media(file_id, file_name=str(folder / "thumb.jpg"))
-            except _AUTH_GONE:
-                raise
-            except (errors.RPCError, ValueError, OSError):
-                log.info("thumbnail not available; trying the next one")
-        return None
 
     async def _upload(self, group: list[types.Message], files: list, out: "_Delivery") -> None:
         reporter = out.reporter

@@ -17,7 +17,8 @@ their answer hold no bytes, so K costs round trips, not memory.
 Failure policy, per part and never per file: FloodWait pauses every part of that client and
 DC for the given seconds, then retries; a dropped connection, a silent server or a 5xx retries
 the part (bounded, with backoff); FILE_MIGRATE moves to the named DC, authorized by
-export/import as the library does; an expired file reference refetches the message once.
+export/import as the library does; an expired file reference refetches the message, once for
+all the parts that found it expired (helpers/file_reference.py), and they carry on from there.
 Cancelling the calling task cancels every part at once and closes the connections it used.
 
 CDN redirects only come to clients that set `cdn_supported` on upload.getFile, which neither
@@ -47,6 +48,7 @@ from pyrogram.session import Session
 from pyrogram.session.session import Result as _Result
 
 from helpers import floodwait
+from helpers.file_reference import RefreshedLocation
 
 log = logging.getLogger("transfer")
 
@@ -297,20 +299,23 @@ class Transfers:
         size = int(getattr(media, "file_size", 0) or 0)
         path = os.fspath(path)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        loc = {"location": _location(file_id)}
-        refreshed = [False]
+        chat = getattr(getattr(message, "chat", None), "id", None)
 
-        async def refresh() -> None:
-            """A file reference expires with time: fetch the message again, once."""
-            chat = getattr(getattr(message, "chat", None), "id", None)
-            if refreshed[0] or chat is None or not getattr(message, "id", None):
-                raise errors.FileReferenceExpired()
-            refreshed[0] = True
+        async def refetch():
+            """A file reference expires with time: the message, fetched again, has a new one."""
             fresh = await client.get_messages(chat, message.id)
-            loc["location"] = _location(FileId.decode(_media_of(fresh).file_id))
+            if fresh is None or getattr(fresh, "empty", False) or not fresh.media:
+                raise errors.FileReferenceExpired()
+            fresh_id = FileId.decode(_media_of(fresh).file_id)
+            if fresh_id.media_id != file_id.media_id:  # edited to another file meanwhile
+                raise errors.FileReferenceExpired()
+            return _location(fresh_id)
+
+        can_refetch = chat is not None and getattr(message, "id", None)
+        loc = RefreshedLocation(_location(file_id), refetch if can_refetch else None)
 
         if size <= 0:  # size unknown (or an empty file): read parts in order until a short one
-            return await self._download_sequential(client, file_id.dc_id, loc, refresh, path,
+            return await self._download_sequential(client, file_id.dc_id, loc, path,
                                                    progress)
 
         part = self.part_size
@@ -344,7 +349,7 @@ class Transfers:
                         i = todo.popleft()
                         offset = i * part
                         want = min(part, size - offset)
-                        data = await self._get_part(job, loc, refresh, offset, part, want)
+                        data = await self._get_part(job, loc, offset, part, want)
                         await self._write(fd, data, offset)
                         del data
                         side.mark(i)
@@ -555,12 +560,18 @@ class Transfers:
         return await self._disk(os.pread, fd, n, offset)
 
     # parts -------------------------------------------------------------------------------
-    async def _get_part(self, job: _Job, loc: dict, refresh, offset: int, limit: int,
+    async def _get_part(self, job: _Job, loc: RefreshedLocation, offset: int, limit: int,
                         want: int | None) -> bytes:
         """One part of a download: exactly `want` bytes (any length when None)."""
+        generation = [loc.generation]
+
         async def query():
-            return raw.functions.upload.GetFile(location=loc["location"], offset=offset,
+            generation[0] = loc.generation  # the reference this request carries
+            return raw.functions.upload.GetFile(location=loc.location, offset=offset,
                                                 limit=limit)
+
+        async def expired() -> None:
+            await loc.expired(generation[0])
 
         def check(r) -> bytes:
             if isinstance(r, raw.types.upload.FileCdnRedirect):
@@ -569,9 +580,10 @@ class Transfers:
                 raise _Broken(f"unexpected answer {type(r).__name__}")
             if want is not None and len(r.bytes) != want:
                 raise _Broken(f"part at {offset}: {len(r.bytes)} bytes, expected {want}")
+            loc.worked(generation[0])
             return r.bytes
 
-        return await self._with_retries(job, query, check, f"part at {offset}", refresh)
+        return await self._with_retries(job, query, check, f"part at {offset}", expired)
 
     async def _put_part(self, job: _Job, fd: int, file_id: int, i: int, parts: int,
                         big: bool, size: int) -> None:
@@ -821,7 +833,7 @@ class Transfers:
                     self._pools.pop(key, None)
 
     # downloads of unknown size -----------------------------------------------------------
-    async def _download_sequential(self, client, dc_id: int, loc: dict, refresh, path: str,
+    async def _download_sequential(self, client, dc_id: int, loc: RefreshedLocation, path: str,
                                    progress) -> str:
         """No size to plan with: one part at a time, until a short one, like the library."""
         part = self.part_size
@@ -831,7 +843,7 @@ class Transfers:
             async def worker() -> None:
                 offset = 0
                 while True:
-                    data = await self._get_part(job, loc, refresh, offset, part, None)
+                    data = await self._get_part(job, loc, offset, part, None)
                     if data:
                         await self._write(fd, data, offset)
                     offset += len(data)

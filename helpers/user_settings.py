@@ -30,7 +30,8 @@ from helpers.janitor import safe_filename
 __all__ = [
     "MAX_CAPTION", "MAX_RULES", "MAX_WORD", "MAX_RENAME", "DEFAULTS", "SettingsError",
     "normalize", "check_caption", "check_rename", "parse_rules", "add_rules", "parse_target",
-    "apply_caption", "apply_name", "thumbnail", "target", "may_post", "describe",
+    "apply_caption", "apply_name", "thumbnail", "thumb_file_id", "target", "may_post",
+    "describe",
 ]
 
 MAX_CAPTION = tg_text.CAPTION_LIMIT
@@ -336,6 +337,13 @@ def apply_name(settings: object, file_name: str | None, *, n: int = 1) -> str:
         if "{ext}" not in pattern and ext:
             name = f"{name}.{ext}"
     return safe_filename(name, fallback=safe_filename(original))
+
+
+def thumb_file_id(photo) -> str:
+    """Telegram wants a thumbnail of at most 320 px: the largest size that fits, if any."""
+    fits = [t for t in photo.thumbs or () if max(t.width or 0, t.height or 0) <= 320]
+    best = max(fits, key=lambda t: (t.width or 0) * (t.height or 0), default=None)
+    return best.file_id if best else photo.file_id
 
 
 def thumbnail(settings: object) -> str | None:

@@ -13,7 +13,7 @@ from pyrogram.types import InlineKeyboardMarkup
 
 from helpers.user_settings import (
     MAX_RULES, SettingsError, add_rules, apply_name, check_caption, check_rename, describe,
-    may_post, normalize, parse_rules, parse_target,
+    may_post, normalize, parse_rules, parse_target, thumb_file_id,
 )
 
 log = logging.getLogger(__name__)
@@ -153,20 +153,13 @@ async def _resolve_target(client: Client, uid: int, text: str) -> dict:
     return {"chat": chat.id, "topic": topic, "title": chat.title or str(chat.id)}
 
 
-def _photo_file_id(photo) -> str:
-    """Telegram wants a thumbnail of at most 320 px: the largest size that fits, if any."""
-    fits = [t for t in photo.thumbs or () if max(t.width or 0, t.height or 0) <= 320]
-    best = max(fits, key=lambda t: (t.width or 0) * (t.height or 0), default=None)
-    return best.file_id if best else photo.file_id
-
-
 async def _take(client: Client, message, field: str, s: dict) -> str:
     """Store the answer in `s`; returns the confirmation, or raises SettingsError."""
     text = message.text
     if field == "thumb":
         if not message.photo:
             raise SettingsError("Send the thumbnail as a photo (not as a file).")
-        s["thumb"], s["thumb_msg"] = _photo_file_id(message.photo), message.id
+        s["thumb"], s["thumb_msg"] = thumb_file_id(message.photo), message.id
         return "Thumbnail saved. Your files will carry it."
     if text is None:
         raise SettingsError("Send it as a text message.")

@@ -9,11 +9,13 @@ import signal
 import sys
 from pathlib import Path
 
+from tgsim.file_refs import DEFAULT_TTL_S
 from tgsim.server import TgSim
 
 
 async def _main(args: argparse.Namespace) -> int:
-    sim = TgSim(args.data, port=args.port, login_code=args.code)
+    sim = TgSim(args.data, port=args.port, login_code=args.code,
+                file_reference_ttl=max(0.0, args.file_reference_ttl))
     sim.faults.latency_s = max(0.0, args.latency_ms) / 1000
     sim.faults.bandwidth_bps = int(max(0.0, args.bandwidth_mbps) * 1_000_000 / 8)
     bot = sim.world.add_bot(args.bot_username, first_name="Downloader Bot")
@@ -43,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="delay added before every RPC answer (default 0)")
     parser.add_argument("--bandwidth-mbps", type=float, default=0.0,
                         help="cap per connection and direction in Mbit/s (default 0: none)")
+    parser.add_argument("--file-reference-ttl", type=float, default=DEFAULT_TTL_S,
+                        metavar="SECONDS",
+                        help="every document/photo's file_reference rotates after this long; "
+                             "a stale one gets FILE_REFERENCE_EXPIRED (default 3600; 0: never)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

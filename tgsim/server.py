@@ -20,6 +20,7 @@ from pyrogram.raw.core import Int, Long, MsgContainer, TLObject
 
 from tgsim import crypto
 from tgsim.faults import Faults, Throttle
+from tgsim.file_refs import DEFAULT_TTL_S
 from tgsim.transport import Framing, detect
 from tgsim.world import World
 
@@ -139,14 +140,15 @@ class TgSim:
     """One simulated Telegram. `await start()` listens on 127.0.0.1:port (0 = a free port)."""
 
     def __init__(self, data_dir: str | os.PathLike, port: int = 0, host: str = "127.0.0.1",
-                 login_code: str = "12345"):
+                 login_code: str = "12345", file_reference_ttl: float = DEFAULT_TTL_S):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
         self.port = port
         self.key = crypto.load_or_create_key(self.data_dir / "server_key.pem")
         (self.data_dir / "public.pem").write_bytes(self.key.public_pem())
-        self.world = World(self.data_dir, login_code=login_code)
+        self.world = World(self.data_dir, login_code=login_code,
+                           file_reference_ttl=file_reference_ttl)
         self.faults = Faults()
         self.auth_keys: dict[bytes, AuthKey] = {}
         self.sessions: dict[tuple[bytes, bytes], Session] = {}
@@ -205,6 +207,21 @@ class TgSim:
         return {c.auth.user_id for c in self.connections
                 if not c.closed and c.auth and c.auth.user_id
                 and (device_model is None or c.device_model == device_model)}
+
+    @property
+    def file_reference_ttl(self) -> float:
+        """Seconds a media's file_reference lives before it rotates (0: never)."""
+        return self.world.file_refs.ttl
+
+    @file_reference_ttl.setter
+    def file_reference_ttl(self, seconds: float) -> None:
+        self.world.file_refs.ttl = seconds
+
+    def expire_file_reference(self, media_id: int) -> None:
+        """Make every file_reference of that media stale now, as when Telegram rotates it:
+        each request that names one from now on, parts already in flight included, gets
+        FILE_REFERENCE_EXPIRED."""
+        self.world.file_refs.expire(media_id)
 
     def drop_connections(self, user_id: int | None = None) -> int:
         dropped = 0

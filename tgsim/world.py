@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from tgsim.file_refs import DEFAULT_TTL_S, FileRefs
+
 DC_ID = 2
 
 
@@ -39,6 +41,7 @@ class Media:
     h: int = 600
     dc_id: int = DC_ID  # the DC a client must fetch it from; another one makes it open more sessions
     album_kind: str | None = None  # as uploaded (force_file makes a file); None: from attributes
+    refs: FileRefs | None = field(default=None, repr=False, compare=False)  # set by add_media
 
 
 @dataclass
@@ -129,7 +132,8 @@ class Upload:
 class World:
     MAX_UPLOADS = 512
 
-    def __init__(self, data_dir: Path, login_code: str = "12345"):
+    def __init__(self, data_dir: Path, login_code: str = "12345",
+                 file_reference_ttl: float = DEFAULT_TTL_S):
         self.data_dir = data_dir
         self.files_dir = data_dir / "files"
         self.uploads_dir = data_dir / "uploads"
@@ -139,6 +143,8 @@ class World:
         # Telegram refuses access_hash 0 for a channel the client has not seen lately; by
         # default tgsim lets members use it, True makes it as strict as Telegram.
         self.strict_access_hash = False
+        # every media's file_reference rotates after this many seconds (tgsim/file_refs.py)
+        self.file_refs = FileRefs(file_reference_ttl)
         # (key, file id) -> the join of a finished upload, for a client that asks again
         self.finished_uploads: dict[tuple[bytes, int], asyncio.Future] = {}
         self.accounts: dict[int, Account] = {}
@@ -263,6 +269,7 @@ class World:
         return await asyncio.shield(future)
 
     def add_media(self, media: Media) -> Media:
+        media.refs = self.file_refs
         self.media[media.id] = media
         return media
 

@@ -6,7 +6,12 @@ from pyrogram import raw
 
 from tgsim.world import Account, Channel, Media, Msg, World
 
-FILE_REFERENCE = b"\x01tgsim"
+FILE_REFERENCE = b"\x01tgsim"  # only for media made outside World.add_media
+
+
+def file_reference(m: Media, origin: int = 0) -> bytes:
+    """The media's current reference, bound to the channel it is seen in (tgsim/file_refs.py)."""
+    return m.refs.reference(m.id, origin) if m.refs is not None else FILE_REFERENCE
 
 
 def user(acc: Account, viewer_id: int | None) -> raw.types.User:
@@ -60,29 +65,30 @@ def peer(p: tuple[str, int]):
     return raw.types.PeerUser(user_id=pid)
 
 
-def document(m: Media) -> raw.types.Document:
+def document(m: Media, origin: int = 0) -> raw.types.Document:
     thumbs = None
     if m.thumb_path is not None:
         thumbs = [raw.types.PhotoSize(type="m", w=320, h=180, size=m.thumb_size)]
     return raw.types.Document(
-        id=m.id, access_hash=m.access_hash, file_reference=FILE_REFERENCE, date=m.date,
+        id=m.id, access_hash=m.access_hash, file_reference=file_reference(m, origin), date=m.date,
         mime_type=m.mime_type, size=m.size, dc_id=m.dc_id, attributes=list(m.attributes),
         thumbs=thumbs)
 
 
-def photo(m: Media) -> raw.types.Photo:
+def photo(m: Media, origin: int = 0) -> raw.types.Photo:
     return raw.types.Photo(
-        id=m.id, access_hash=m.access_hash, file_reference=FILE_REFERENCE, date=m.date,
+        id=m.id, access_hash=m.access_hash, file_reference=file_reference(m, origin), date=m.date,
         sizes=[raw.types.PhotoSize(type="x", w=m.w, h=m.h, size=m.size)], dc_id=m.dc_id)
 
 
-def media(m: Media | None):
+def media(m: Media | None, origin: int = 0):
+    """`origin`: the channel the media is seen in, which its file reference remembers."""
     if m is None:
         return None
     if m.kind == "photo":
-        return raw.types.MessageMediaPhoto(photo=photo(m))
+        return raw.types.MessageMediaPhoto(photo=photo(m, origin))
     is_video = any(isinstance(a, raw.types.DocumentAttributeVideo) for a in m.attributes)
-    return raw.types.MessageMediaDocument(document=document(m), video=is_video or None)
+    return raw.types.MessageMediaDocument(document=document(m, origin), video=is_video or None)
 
 
 def message(msg: Msg, owner_id: int | None, ch: Channel | None = None):
@@ -109,7 +115,7 @@ def message(msg: Msg, owner_id: int | None, ch: Channel | None = None):
         out=owner_id is not None and msg.from_id == owner_id,
         post=is_post or None,
         from_id=from_id,
-        media=media(msg.media),
+        media=media(msg.media, ch.id if ch is not None else 0),
         entities=msg.entities or None,
         grouped_id=msg.grouped_id,
         reply_to=reply_to,

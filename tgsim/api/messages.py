@@ -11,6 +11,7 @@ from pyrogram.raw.core.primitives import Bool
 from tgsim import limits
 from tgsim.api import Call, handles
 from tgsim.api.convert import Bundle, channel, message, user
+from tgsim.file_refs import checked
 from tgsim.server import RpcFail
 from tgsim.world import Account, Channel, Media, Msg
 
@@ -111,7 +112,8 @@ def post(call: Call, target: tuple[str, object], *, text: str = "", entities=Non
     return out
 
 
-async def media_from_input(call: Call, m) -> Media:
+async def media_from_input(call: Call, m, index: int | None = None) -> Media:
+    """`index`: the item's place in a sendMultiMedia, which names it in reference errors."""
     world = call.world
     if isinstance(m, raw.types.InputMediaUploadedDocument):
         path, size = await _finish(call, m.file)
@@ -133,6 +135,14 @@ async def media_from_input(call: Call, m) -> Media:
         media = world.media.get(getattr(ref, "id", None))
         if media is None or media.access_hash != ref.access_hash:
             raise RpcFail(400, "MEDIA_INVALID")
+        # re-sending by reference needs a fresh one (core.telegram.org/api/file_reference),
+        # and one handed out in a protected chat may not be re-sent, as it may not be
+        # forwarded (core.telegram.org/api/content-protection)
+        origin = checked(call, media, ref.file_reference, index)
+        source = world.channels.get(origin) if origin else None
+        if source is not None and source.noforwards:
+            call.sim.stats["chat_forwards_restricted"] += 1
+            raise RpcFail(400, "CHAT_FORWARDS_RESTRICTED")
         return media
     raise RpcFail(400, "MEDIA_INVALID")
 
@@ -186,7 +196,9 @@ async def send_multi_media(call: Call, q):
     target = call.peer_from_input(q.peer)
     bundle = Bundle(call.world, call.me.id)
     limits.check_album(q.multi_media)
-    medias = [await media_from_input(call, single.media) for single in q.multi_media]
+    # every item is checked before any is posted: Telegram sends an album whole or not at all
+    medias = [await media_from_input(call, single.media, i)
+              for i, single in enumerate(q.multi_media)]
     limits.check_album_kinds([limits.media_kind(m) for m in medias])
     group = int.from_bytes(os.urandom(7), "little")
     ups = []

@@ -10,6 +10,7 @@ from pyrogram.raw.core.primitives import Bool
 
 from tgsim import limits
 from tgsim.api import Call, handles
+from tgsim.file_refs import checked
 from tgsim.server import RpcFail
 
 MAX_PART = limits.MAX_PART
@@ -58,6 +59,9 @@ def _locate(call: Call, loc):
         media = call.world.media.get(loc.id)
         if media is None or media.access_hash != loc.access_hash:
             raise RpcFail(400, "LOCATION_INVALID")
+        # a stale reference fails every request for the file, its thumbnail's too
+        # (core.telegram.org/api/file_reference)
+        checked(call, media, loc.file_reference)
         if isinstance(loc, raw.types.InputDocumentFileLocation) and loc.thumb_size:
             if media.thumb_path is None:
                 raise RpcFail(400, "LOCATION_INVALID")
