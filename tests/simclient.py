@@ -24,7 +24,7 @@ class SimClients:
 
     def new(self, session_string: str | None = None, **kw) -> Client:
         name = f"c{next(_names)}"
-        opts = client_options(name, ("127.0.0.1", self.sim.port), self.sim.public_key_path,
+        opts = client_options(name, self.sim.dc_table, self.sim.public_key_path,
                               session_string)
         return Client(name, api_id=API_ID, api_hash=API_HASH, **opts, **kw)
 
