@@ -26,7 +26,7 @@ from helpers.pipeline import Pipeline
 from helpers.queue_manager import QueueManager
 from helpers.rate_limit import RateLimiter
 from helpers.secrets import SecretKeyError, SessionCipher, check_key_against
-from helpers.session_manager import SessionManager
+from helpers.session_manager import SessionManager, stop_dc_sessions
 from helpers.transfer import Transfers
 from helpers.telegram_server import client_options
 
@@ -286,6 +286,8 @@ class App:
                 await self.bot.stop()
             except Exception:  # noqa: BLE001 - shutting down regardless
                 log.exception("bot stop failed")
+        if self.bot:
+            await stop_dc_sessions(self.bot)  # those to other DCs (files there), not in stop()
         if self.db:
             await self.db.close()
         log.info("Stopped")

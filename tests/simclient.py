@@ -10,6 +10,7 @@ from pathlib import Path
 from pyrogram import Client
 
 from bot.rehearsal_load import free_port  # noqa: F401 - re-exported for the tests
+from helpers.session_manager import stop_dc_sessions
 from helpers.telegram_server import client_options
 
 API_ID = 12345
@@ -61,6 +62,7 @@ class SimClients:
             try:
                 if client.is_connected:
                     await client.stop()
+                await stop_dc_sessions(client)  # those on other DCs, which stop() leaves
             except Exception:  # noqa: BLE001 - best effort at teardown
                 pass
         self.started.clear()

@@ -166,8 +166,10 @@ class TgSim:
         self.port = port
         self.dc_ports = {**default_dc_ports(port), **(dc_ports or {})}
         self.dc_ports[DC_ID] = port
-        # (dc, user id) -> auth.importAuthorization calls that succeeded there, for tests
+        # (dc, user id) -> auth.importAuthorization calls that succeeded on that DC, and
+        # auth.exportAuthorization calls for that target DC, for tests
         self.imports: collections.Counter = collections.Counter()
+        self.exports: collections.Counter = collections.Counter()
         self.key = crypto.load_or_create_key(self.data_dir / "server_key.pem")
         (self.data_dir / "public.pem").write_bytes(self.key.public_pem())
         self.world = World(self.data_dir, login_code=login_code)
@@ -231,9 +233,12 @@ class TgSim:
 
     # test controls -----------------------------------------------------------------------
     def connection_count(self, user_id: int | None = None,
-                         device_model: str | None = None) -> int:
-        """Live connections, of one account and/or one kind of client (its device_model)."""
+                         device_model: str | None = None, dc_id: int | None = None) -> int:
+        """Live connections, of one account and/or one kind of client (its device_model),
+        and/or on one DC."""
         live = [c for c in self.connections if not c.closed]
+        if dc_id is not None:
+            live = [c for c in live if c.dc_id == dc_id]
         if device_model is not None:
             live = [c for c in live if c.device_model == device_model]
         if user_id is None:

@@ -212,6 +212,7 @@ async def export_auth(call: Call, q):
     me = call.me
     if q.dc_id not in DC_IDS or q.dc_id == call.dc_id:
         raise RpcFail(400, "DC_ID_INVALID")
+    call.sim.exports[(q.dc_id, me.id)] += 1
     token = os.urandom(32)
     exported = call.sim.exported_auth
     exported[token] = (me.id, q.dc_id)
