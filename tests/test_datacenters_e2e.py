@@ -6,6 +6,7 @@ its home DC. The real client library and the real bot against it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import time
@@ -176,3 +177,30 @@ async def test_login_of_a_phone_on_dc4_follows_phone_migrate(sim, clients, tmp_p
         assert sim.connection_count(far.id, device_model=READER, dc_id=4) >= 1
         assert sim.connection_count(far.id, device_model=READER, dc_id=2) >= 1  # the file
         assert sim.imports[(2, far.id)] >= 1  # owner's file is on DC 2, far's home is DC 4
+
+
+async def test_bot_living_on_dc4_follows_user_migrate_and_reconnects_there(sim, clients,
+                                                                          tmp_path):
+    """A bot whose account lives on DC 4 is sent there at sign-in (USER_MIGRATE_4); its
+    session file then names DC 4, and a restart must connect to DC 4's address."""
+    from bot.app import App
+    from bot.config import load_settings
+    from bot.rehearsal import sim_settings
+    from helpers.secrets import generate_key
+    from tests.botenv import Env
+
+    bot_acc = sim.world.add_bot("far_dl_bot", "Far Downloader", dc_id=4)
+    settings = dataclasses.replace(
+        sim_settings(load_settings(environ={}, env_file=None), sim, bot_acc.bot_token,
+                     tmp_path / "bot"), session_key=generate_key())
+    for run in range(2):
+        app = App(settings)
+        await app.start()
+        try:
+            env = Env(sim, clients, app, bot_acc, tmp_path)
+            person = await env.person(f"Asker{run}")
+            await person.ask("/start", "Hello!")
+            assert sim.connection_count(bot_acc.id, dc_id=4) >= 1
+            assert sim.connection_count(bot_acc.id, dc_id=2) == 0
+        finally:
+            await app.stop()
