@@ -47,7 +47,7 @@ _DONE = re.compile(r"Job #(\d+) (done|failed)")
 
 
 async def _user(sim, n: int, name: str) -> Client:
-    return await sign_in(("127.0.0.1", sim.port), sim.public_key_path, f"+1777{n:07d}", name,
+    return await sign_in(sim.dc_table, sim.public_key_path, f"+1777{n:07d}", name,
                          code=sim.world.login_code, workers=1, max_message_cache_size=10)
 
 
@@ -75,7 +75,7 @@ async def run(users: int, links: int, max_queue: int, work: Path) -> int:
     locked_posts = [(await owner.send_document("loadlocked", str(sample))).id for i in range(2)]
 
     env = {**os.environ, "API_ID": str(API_ID), "API_HASH": API_HASH,
-           "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": f"127.0.0.1:{sim.port}",
+           "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": sim.server_spec,
            "TELEGRAM_SERVER_KEY": str(sim.public_key_path), "SESSION_KEY": generate_key(),
            "DATABASE_PATH": str(work / "bot" / "bot.db"), "ASSETS_DIR": str(work / "bot" / "A"),
            "LOG_FILE": str(work / "bot" / "logs.txt"), "PORT": str(free_port()),

@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
 
 from pyrogram import Client, types  # noqa: E402
 
-from bot.rehearsal_load import free_port  # noqa: E402
+from bot.rehearsal_load import free_port, tgsim_port_args  # noqa: E402,F401
 from helpers.telegram_server import client_options  # noqa: E402
 
 MB = 1000 * 1000
@@ -61,9 +61,10 @@ LOGIN_CODE = "12345"
 class TgsimProcess:
     """`python -m tgsim` in a child process; its stdout is drained, stderr goes to a log file."""
 
-    def __init__(self, data_dir: Path, port: int, log_path: Path):
+    def __init__(self, data_dir: Path, log_path: Path):
         self.data_dir = data_dir
-        self.port = port
+        self.dc_ports, self.port_args = tgsim_port_args()  # one port per DC
+        self.port = self.dc_ports[2]
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self.address: tuple[str, int] | None = None
@@ -73,7 +74,7 @@ class TgsimProcess:
     def start(self, timeout: float = 60.0) -> None:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tgsim", "--port", str(self.port), "--data",
+            [sys.executable, "-m", "tgsim", *self.port_args, "--data",
              str(self.data_dir), "--code", LOGIN_CODE],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
             text=True, bufsize=1)
@@ -233,7 +234,7 @@ async def run(args: argparse.Namespace, work: Path, result: dict) -> None:
         result["tgsim_died"] = True
         task.cancel()
 
-    sim = TgsimProcess(data_dir, free_port(), work / "tgsim.log")
+    sim = TgsimProcess(data_dir, work / "tgsim.log")
     sampler: RssSampler | None = None
     client: Client | None = None
     try:

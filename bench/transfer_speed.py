@@ -41,7 +41,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.tgsim_2gb import (  # noqa: E402
-    API_HASH, API_ID, MIB, RssSampler, free_port, login, sha256_file, write_test_file)
+    API_HASH, API_ID, MIB, RssSampler, free_port, login, sha256_file, tgsim_port_args,
+    write_test_file)
 
 MB = 1000 * 1000
 GOAL_DOWN, GOAL_UP, GOAL_RSS_MIB = 6.0, 3.0, 16.0
@@ -52,8 +53,10 @@ class Tgsim:
 
     def __init__(self, data_dir: Path, latency_ms: float, bandwidth_mbps: float):
         self.data_dir = data_dir
-        self.port = free_port()
-        self.args = ["--latency-ms", str(latency_ms), "--bandwidth-mbps", str(bandwidth_mbps)]
+        dc_ports, port_args = tgsim_port_args()  # one port per DC
+        self.port = dc_ports[2]
+        self.args = ["--latency-ms", str(latency_ms), "--bandwidth-mbps", str(bandwidth_mbps),
+                     *port_args[2:]]
         self.proc: subprocess.Popen | None = None
         self.address: tuple[str, int] | None = None
 

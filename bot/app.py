@@ -26,7 +26,7 @@ from helpers.pipeline import Pipeline
 from helpers.queue_manager import QueueManager
 from helpers.rate_limit import RateLimiter
 from helpers.secrets import SecretKeyError, SessionCipher, check_key_against
-from helpers.session_manager import SessionManager
+from helpers.session_manager import SessionManager, stop_dc_sessions
 from helpers.transfer import Transfers
 from helpers.telegram_server import client_options
 
@@ -81,7 +81,7 @@ class App:
         s = self.settings
         workdir = Path(s.database_path).parent
         workdir.mkdir(parents=True, exist_ok=True)
-        opts = client_options("bot", s.telegram_server, s.telegram_server_key, workdir=workdir)
+        opts = client_options("bot", s.telegram_servers, s.telegram_server_key, workdir=workdir)
         client = Client("bot", api_id=s.api_id, api_hash=s.api_hash, bot_token=s.bot_token,
                         plugins={"root": "plugins"}, workers=8, max_message_cache_size=200,
                         **opts)
@@ -226,7 +226,7 @@ class App:
         await self._open_cipher()
         self.sessions = SessionManager(
             self.db, self.cipher, api_id=s.api_id, api_hash=s.api_hash,
-            server=s.telegram_server, server_key=s.telegram_server_key,
+            server=s.telegram_servers, server_key=s.telegram_server_key,
             max_sessions=s.max_sessions, idle_s=s.session_idle_s, rss_mb=lambda: self.monitor.rss_mb,
             admission=self.monitor.admit, before_close=self.transfers.close_client)
         self.logins = LoginDesk(self.sessions.new_client, self.db.save_session,
@@ -287,6 +287,8 @@ class App:
                 await self.bot.stop()
             except Exception:  # noqa: BLE001 - shutting down regardless
                 log.exception("bot stop failed")
+        if self.bot:
+            await stop_dc_sessions(self.bot)  # those to other DCs (files there), not in stop()
         if self.db:
             await self.db.close()
         log.info("Stopped")

@@ -48,8 +48,10 @@ class Settings:
     max_jobs_per_user: int = 5
     max_sessions: int = 5
     session_idle_s: int = 600
-    telegram_server: tuple[str, int] | None = None
+    telegram_server: tuple[str, int] | None = None  # DC 2, where a new session starts
     telegram_server_key: str | None = None
+    # the server's other DCs, ((dc, host, port), ...): a session living on DC 4 connects there
+    telegram_dcs: tuple[tuple[int, str, int], ...] = ()
     memory_limit_mb: int = 1024
     memory_warn_mb: int = 800
     spike_mb: int = 50
@@ -73,6 +75,13 @@ class Settings:
     def owner_id(self) -> int | None:
         """The primary owner (first of OWNER_ID), who gets operator-only replies."""
         return self.owner_ids[0] if self.owner_ids else None
+
+    @property
+    def telegram_servers(self) -> dict[int, tuple[str, int]] | None:
+        """{dc: (host, port)} of the configured server, None for Telegram itself."""
+        if self.telegram_server is None:
+            return None
+        return {2: self.telegram_server, **{dc: (h, p) for dc, h, p in self.telegram_dcs}}
 
     @property
     def has_telegram_credentials(self) -> bool:
@@ -184,6 +193,32 @@ class _Reader:
         return tuple(ids)
 
 
+def _parse_servers(value: str) -> tuple[tuple[str, int], tuple[tuple[int, str, int], ...]]:
+    """'host:port[,N=host:port...]': DC 2's address, then the other DCs' (what pyrogram's own
+    DC table is for Telegram)."""
+    entries = [e.strip() for e in value.split(",") if e.strip()]
+    main: tuple[str, int] | None = None
+    others: dict[int, tuple[str, int]] = {}
+    for entry in entries:
+        dc_text, sep, address = entry.partition("=")
+        if not sep:
+            dc_text, address = "2", entry
+        if not re.fullmatch(r"[1-9][0-9]{0,2}", dc_text.strip()):
+            raise ConfigError(f"TELEGRAM_SERVER entries are host:port or N=host:port "
+                              f"(N a DC number), got {entry!r}")
+        dc, parsed = int(dc_text), _parse_server(address.strip())
+        if dc == 2:
+            if main is not None:
+                raise ConfigError("TELEGRAM_SERVER names DC 2 twice")
+            main = parsed
+        else:
+            others[dc] = parsed
+    if main is None:
+        raise ConfigError("TELEGRAM_SERVER must name DC 2 (its first host:port), got "
+                          f"{value!r}")
+    return main, tuple((dc, *others[dc]) for dc in sorted(others))
+
+
 def _parse_server(value: str) -> tuple[str, int]:
     err = ConfigError(f"TELEGRAM_SERVER must be host:port (e.g. 127.0.0.1:8443), got {value!r}")
     if value.startswith("["):  # [::1]:443
@@ -239,7 +274,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
     admin_ids = owner_ids + tuple(i for i in r.id_list("ADMINS") if i not in owner_ids)
 
     server_raw = r.raw("TELEGRAM_SERVER")
-    server = _parse_server(server_raw) if server_raw else None
+    server, dcs = _parse_servers(server_raw) if server_raw else (None, ())
     key = r.raw("TELEGRAM_SERVER_KEY")
     if key is not None:
         key = r.path("TELEGRAM_SERVER_KEY", key)
@@ -282,6 +317,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
         session_idle_s=r.int("SESSION_IDLE_S", 600),
         telegram_server=server,
         telegram_server_key=key,
+        telegram_dcs=dcs,
         memory_limit_mb=limit,
         memory_warn_mb=warn,
         spike_mb=r.int("SPIKE_MB", 50),

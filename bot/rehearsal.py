@@ -25,13 +25,14 @@ def sim_settings(base: Settings, sim, bot_token: str, workdir: Path) -> Settings
     return dataclasses.replace(
         base, api_id=API_ID, api_hash=API_HASH, bot_token=bot_token,
         telegram_server=("127.0.0.1", sim.port), telegram_server_key=str(sim.public_key_path),
+        telegram_dcs=tuple((dc, h, p) for dc, (h, p) in sim.dc_table.items() if dc != 2),
         database_path=str(workdir / "bot.db"), assets_dir=str(workdir / "Assets"),
         log_file=str(workdir / "logs.txt"), port=0, progress_interval_s=3.0)
 
 
 async def sim_user(sim, phone: str, name: str) -> Client:
     """A real client logged in to tgsim through the code flow."""
-    return await sign_in(("127.0.0.1", sim.port), sim.public_key_path, phone, name,
+    return await sign_in(sim.dc_table, sim.public_key_path, phone, name,
                          code=sim.world.login_code)
 
 

@@ -47,6 +47,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+TGSIM_DCS = (1, 2, 3, 4, 5)
+
+
+def tgsim_port_args() -> tuple[dict[int, int], list[str]]:
+    """Free loopback ports for each of tgsim's DCs (all held open while picked, so no two are
+    the same) and the `python -m tgsim` arguments that use them."""
+    with contextlib.ExitStack() as stack:
+        ports = {}
+        for dc in TGSIM_DCS:
+            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind(("127.0.0.1", 0))
+            ports[dc] = s.getsockname()[1]
+    return ports, ["--port", str(ports[2]), "--dc-ports",
+                   ",".join(f"{dc}={p}" for dc, p in ports.items() if dc != 2)]
+
+
+def server_spec(table: dict[int, tuple[str, int]]) -> str:
+    """The bot's TELEGRAM_SERVER for a DC table: DC 2 first, then N=host:port."""
+    host, port = table[2]
+    return ",".join([f"{host}:{port}"] + [f"{dc}={h}:{p}" for dc, (h, p)
+                                          in sorted(table.items()) if dc != 2])
+
+
 def write_random(path: Path, size: int) -> str:
     """Random bytes written 1 MB at a time (never whole in memory); returns their sha256."""
     h = hashlib.sha256()
@@ -129,9 +152,10 @@ class Child:
 
 class TgsimProcess(Child):
     def __init__(self, data_dir: Path, log_path: Path, extra: list[str] = ()):
-        self.port = free_port()
+        self.dc_ports, port_args = tgsim_port_args()
+        self.port = self.dc_ports[2]
         self.data_dir = data_dir
-        super().__init__("tgsim", [sys.executable, "-m", "tgsim", "--port", str(self.port),
+        super().__init__("tgsim", [sys.executable, "-m", "tgsim", *port_args,
                                    "--data", str(data_dir), "--code", LOGIN_CODE, *extra],
                          log_path, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
@@ -147,6 +171,10 @@ class TgsimProcess(Child):
     @property
     def address(self) -> tuple[str, int]:
         return ("127.0.0.1", self.port)
+
+    @property
+    def dc_table(self) -> dict[int, tuple[str, int]]:
+        return {dc: ("127.0.0.1", port) for dc, port in self.dc_ports.items()}
 
     @property
     def key_path(self) -> Path:
@@ -194,7 +222,7 @@ class BotProcess(Child):
         self.web_port = free_port()
         self.settings = {
             "API_ID": API_ID, "API_HASH": API_HASH, "BOT_TOKEN": sim.bot_token,
-            "TELEGRAM_SERVER": f"127.0.0.1:{sim.port}", "TELEGRAM_SERVER_KEY": sim.key_path,
+            "TELEGRAM_SERVER": server_spec(sim.dc_table), "TELEGRAM_SERVER_KEY": sim.key_path,
             "SESSION_KEY": generate_key(), "DATABASE_PATH": work / "bot.db",
             "ASSETS_DIR": work / "Assets", "LOG_FILE": work / "logs.txt",
             "PORT": self.web_port, **settings}
@@ -354,9 +382,10 @@ _JOB_END = re.compile(r"Job #(\d+) (failed|cancelled)")
 _REFUSED = re.compile(r"(\d+) link\(s\) (?:refused|over today's allowance)")
 
 
-async def sign_in(address: tuple[str, int], key_path: Path | str, phone: str, name: str,
-                  code: str = LOGIN_CODE, **client_kw):
-    """A real client signed in (or up) through the code flow, started for updates."""
+async def sign_in(address: tuple[str, int] | dict[int, tuple[str, int]], key_path: Path | str,
+                  phone: str, name: str, code: str = LOGIN_CODE, **client_kw):
+    """A real client signed in (or up) through the code flow, started for updates; `address`
+    is DC 2's, or the server's DC table."""
     from pyrogram import Client, types
 
     from helpers.telegram_server import client_options
@@ -526,7 +555,7 @@ class Harness:
         return int(self.sim.bot_token.split(":", 1)[0])
 
     async def person(self, phone: str, name: str) -> SimUser:
-        client = await sign_in(self.sim.address, self.sim.key_path, phone, name)
+        client = await sign_in(self.sim.dc_table, self.sim.key_path, phone, name)
         return SimUser(client, phone, self.bot_id, self.sim.bot_username)
 
     async def add_users(self, n: int, prefix: str = "+1555") -> list[SimUser]:

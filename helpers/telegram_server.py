@@ -1,13 +1,17 @@
 """Point the client library at a self-hosted Telegram-compatible server (such as tgsim).
 
 Two of the library's own extension points are used and none of its methods is patched: its
-table of trusted server keys gains the server's RSA key, and a storage engine pins the stored
-server address, so the first connection and every reconnection go to that server. The server's
-help.getConfig names itself for every DC, so media sessions follow.
+table of trusted server keys gains the server's RSA key, and a storage engine answers the
+server address of the session's DC from a DC table given here, as the library answers it from
+Telegram's own table (storage/sqlite_storage.py, PROD[dc_id]). Telegram's DCs share no keys:
+a session restored on DC 4 must connect to DC 4 (core.telegram.org/api/datacenter). Every other
+address (media sessions, a DC a file lives on, a PHONE_MIGRATE) the library reads from the
+server's help.getConfig, as it does on Telegram.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from pyrogram.crypto import rsa
@@ -24,26 +28,45 @@ def install_server_key(pem_path: str | Path) -> int:
     return fingerprint
 
 
-class PinnedStorage(SQLiteStorage):
-    """Session storage whose server address is always the configured one. In memory unless a
-    workdir is given (the bot keeps its peers across restarts there)."""
+MAIN_DC = 2  # where the library starts a new session (client.py load_session)
+DcTable = Mapping[int, tuple[str, int]]
 
-    def __init__(self, name: str, host: str, port: int, session_string: str | None = None,
-                 workdir: Path | None = None):
+
+def dc_table(server: tuple[str, int] | DcTable) -> dict[int, tuple[str, int]]:
+    """{dc: (host, port)} from a table, or from one address taken as DC 2's."""
+    if isinstance(server, Mapping):
+        table = {int(dc): (str(host), int(port)) for dc, (host, port) in server.items()}
+    else:
+        table = {MAIN_DC: (str(server[0]), int(server[1]))}
+    if MAIN_DC not in table:
+        raise ValueError(f"the DC table needs DC {MAIN_DC}, where new sessions start")
+    return table
+
+
+class PinnedStorage(SQLiteStorage):
+    """Session storage whose server address is the DC table's address of the session's DC
+    (DC 2's for a DC the table does not list: a server that serves every DC on one address).
+    In memory unless a workdir is given (the bot keeps its peers across restarts there)."""
+
+    def __init__(self, name: str, server: tuple[str, int] | DcTable,
+                 session_string: str | None = None, workdir: Path | None = None):
         super().__init__(name, workdir=Path(workdir or "."), session_string=session_string,
                          in_memory=workdir is None or session_string is not None)
-        self._host = host
-        self._port = port
+        self._table = dc_table(server)
+
+    async def _address(self) -> tuple[str, int]:
+        dc = await self.dc_id()
+        return self._table.get(dc or MAIN_DC, self._table[MAIN_DC])
 
     async def server_address(self, value=object):
         if value is object:
-            return self._host
-        return await super().server_address(self._host)
+            return (await self._address())[0]
+        return await super().server_address(value)
 
     async def port(self, value=object):
         if value is object:
-            return self._port
-        return await super().port(self._port)
+            return (await self._address())[1]
+        return await super().port(value)
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -53,10 +76,11 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def client_options(name: str, server: tuple[str, int] | None, key_path: str | Path | None,
-                   session_string: str | None = None, workdir: Path | None = None) -> dict:
-    """Keyword arguments for pyrogram.Client: storage in memory (or in workdir), pinned to the
-    configured server when there is one."""
+def client_options(name: str, server: tuple[str, int] | DcTable | None,
+                   key_path: str | Path | None, session_string: str | None = None,
+                   workdir: Path | None = None) -> dict:
+    """Keyword arguments for pyrogram.Client: storage in memory (or in workdir), with the
+    configured server's DC table when there is one (one address: DC 2's)."""
     if server is None:
         if session_string:
             return {"session_string": session_string}
@@ -64,5 +88,4 @@ def client_options(name: str, server: tuple[str, int] | None, key_path: str | Pa
     if key_path is None:
         raise ValueError("TELEGRAM_SERVER_KEY is required with TELEGRAM_SERVER")
     install_server_key(key_path)
-    return {"storage_engine": PinnedStorage(name, server[0], server[1], session_string,
-                                            workdir)}
+    return {"storage_engine": PinnedStorage(name, server, session_string, workdir)}

@@ -793,26 +793,18 @@ class Transfers:
                 known[pool.dc_id] = (option.ip_address, option.port,
                                      await client.storage.test_mode(),
                                      await client.storage.dc_id() == pool.dc_id)
-            # the home DC's key is the client's own; on another DC the library makes (and
-            # authorizes by export/import) a session of its own, whose key ours then share;
-            # under the lock, as the library does not guard against two making it at once
+            # the home DC's key is the client's own; on another DC the library makes a key
+            # and authorizes it by auth.exportAuthorization / importAuthorization, once per
+            # DC and client (it keeps that session), and our sessions share that key: an
+            # authorization belongs to the key, not to a connection
+            # (core.telegram.org/api/datacenter). Exporting again per connection would be
+            # P exports where one does, which Telegram floods. Under the lock, as the
+            # library does not guard against two callers making it at once.
             auth_key = (await client.get_session(pool.dc_id)).auth_key
-        address, port, test_mode, home = known[pool.dc_id]
+        address, port, test_mode, _home = known[pool.dc_id]
         session = Session(client, pool.dc_id, address, port, auth_key, test_mode, is_media=True)
         conn.session = session
         await session.start()
-        if not home:
-            for _ in range(3):
-                exported = await client.invoke(
-                    raw.functions.auth.ExportAuthorization(dc_id=pool.dc_id))
-                try:
-                    await session.invoke(raw.functions.auth.ImportAuthorization(
-                        id=exported.id, bytes=exported.bytes))
-                    break
-                except errors.AuthBytesInvalid:
-                    continue
-            else:
-                raise errors.AuthBytesInvalid()
 
     def _ensure_reaper(self) -> None:
         if self._reaper is None or self._reaper.done():

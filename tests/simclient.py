@@ -10,6 +10,7 @@ from pathlib import Path
 from pyrogram import Client, types
 
 from bot.rehearsal_load import free_port  # noqa: F401 - re-exported for the tests
+from helpers.session_manager import stop_dc_sessions
 from helpers.telegram_server import client_options
 
 API_ID = 12345
@@ -24,7 +25,7 @@ class SimClients:
 
     def new(self, session_string: str | None = None, **kw) -> Client:
         name = f"c{next(_names)}"
-        opts = client_options(name, ("127.0.0.1", self.sim.port), self.sim.public_key_path,
+        opts = client_options(name, self.sim.dc_table, self.sim.public_key_path,
                               session_string)
         return Client(name, api_id=API_ID, api_hash=API_HASH, **opts, **kw)
 
@@ -61,6 +62,7 @@ class SimClients:
             try:
                 if client.is_connected:
                     await client.stop()
+                await stop_dc_sessions(client)  # those on other DCs, which stop() leaves
             except Exception:  # noqa: BLE001 - best effort at teardown
                 pass
         self.started.clear()

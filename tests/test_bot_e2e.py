@@ -164,7 +164,7 @@ async def test_kill_minus_nine_mid_transfer_then_restart_completes(sim, clients,
     src = write_random(tmp_path / "big.bin", 24 * 1024 * 1024)
     post = await user.send_document(ch.id, str(src), caption="survivor")
     env = {**os.environ, "API_ID": "12345", "API_HASH": "0123456789abcdef0123456789abcdef",
-           "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": f"127.0.0.1:{sim.port}",
+           "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": sim.server_spec,
            "TELEGRAM_SERVER_KEY": str(sim.public_key_path),
            "DATABASE_PATH": str(tmp_path / "bot" / "bot.db"),
            "ASSETS_DIR": str(tmp_path / "bot" / "Assets"), "LOG_FILE": str(tmp_path / "logs.txt"),

@@ -57,7 +57,7 @@ class Rig:
         self.log = tmp_path / "logs.txt"
         self.env = {**os.environ, "API_ID": "12345",
                     "API_HASH": "0123456789abcdef0123456789abcdef",
-                    "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": f"127.0.0.1:{sim.port}",
+                    "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": sim.server_spec,
                     "TELEGRAM_SERVER_KEY": str(sim.public_key_path),
                     "DATABASE_PATH": str(self.db_path), "ASSETS_DIR": str(self.assets),
                     "LOG_FILE": str(self.log), "PORT": str(free_port()),

@@ -55,7 +55,7 @@ async def test_sigterm_mid_transfer_exits_zero_and_resumes(sim, clients, phone, 
     await db.close()
 
     env = {**os.environ, "API_ID": str(API_ID), "API_HASH": API_HASH,
-           "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": f"127.0.0.1:{sim.port}",
+           "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": sim.server_spec,
            "TELEGRAM_SERVER_KEY": str(sim.public_key_path), "SESSION_KEY": key,
            "DATABASE_PATH": str(db_path), "ASSETS_DIR": str(tmp_path / "bot" / "Assets"),
            "LOG_FILE": str(tmp_path / "logs.txt"), "PORT": str(free_port()),

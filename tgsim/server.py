@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import os
 import time
@@ -22,7 +23,7 @@ from tgsim import crypto
 from tgsim.faults import Faults, Throttle
 from tgsim.file_refs import DEFAULT_TTL_S
 from tgsim.transport import Framing, detect
-from tgsim.world import World
+from tgsim.world import DC_ID, World
 
 log = logging.getLogger("tgsim")
 
@@ -43,6 +44,9 @@ class AuthKey:
     key: bytes
     key_id: bytes
     salt: int
+    # the DC it was made on: Telegram's DCs share no keys, and a key is authorised on each DC
+    # by itself (core.telegram.org/api/datacenter)
+    dc_id: int = DC_ID
     user_id: int | None = None
     created: float = field(default_factory=time.time)
     revoked: bool = False
@@ -75,8 +79,10 @@ class Session:
 
 
 class Connection:
-    def __init__(self, sim: "TgSim", reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    def __init__(self, sim: "TgSim", reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 dc_id: int = DC_ID):
         self.sim = sim
+        self.dc_id = dc_id  # the DC whose port it came in on
         self.reader = reader
         self.writer = writer
         self.framing: Framing | None = None
@@ -136,15 +142,36 @@ def rpc_error(req_msg_id: int, code: int, message: str) -> bytes:
     return rpc_result(req_msg_id, raw.types.RpcError(error_code=code, error_message=message))
 
 
+DC_IDS = (1, 2, 3, 4, 5)
+
+
+def default_dc_ports(port: int) -> dict[int, int]:
+    """DC 2 (where a new client starts) on `port`, DCs 1, 3, 4, 5 on port+1..port+4; all
+    free ports when `port` is 0."""
+    if not port:
+        return {dc: 0 for dc in DC_IDS}
+    others = [dc for dc in DC_IDS if dc != DC_ID]
+    return {DC_ID: port, **{dc: port + 1 + i for i, dc in enumerate(others)}}
+
+
 class TgSim:
-    """One simulated Telegram. `await start()` listens on 127.0.0.1:port (0 = a free port)."""
+    """One simulated Telegram. `await start()` listens on 127.0.0.1, one port per DC: `port`
+    for DC 2 (0 = free ports for all), the others from `dc_ports` ({dc: port}) or
+    `default_dc_ports`. Each DC has its own auth keys, as Telegram's do."""
 
     def __init__(self, data_dir: str | os.PathLike, port: int = 0, host: str = "127.0.0.1",
-                 login_code: str = "12345", file_reference_ttl: float = DEFAULT_TTL_S):
+                 login_code: str = "12345", file_reference_ttl: float = DEFAULT_TTL_S,
+                 dc_ports: dict[int, int] | None = None):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
         self.port = port
+        self.dc_ports = {**default_dc_ports(port), **(dc_ports or {})}
+        self.dc_ports[DC_ID] = port
+        # (dc, user id) -> auth.importAuthorization calls that succeeded on that DC, and
+        # auth.exportAuthorization calls for that target DC, for tests
+        self.imports: collections.Counter = collections.Counter()
+        self.exports: collections.Counter = collections.Counter()
         self.key = crypto.load_or_create_key(self.data_dir / "server_key.pem")
         (self.data_dir / "public.pem").write_bytes(self.key.public_pem())
         self.world = World(self.data_dir, login_code=login_code,
@@ -158,30 +185,33 @@ class TgSim:
         self.stats = collections.Counter()
         self.pending_login: dict[bytes, tuple[str, object]] = {}
         self.flooded_phones: dict[str, int] = {}  # phone -> FloodWait seconds on send_code
-        self.exported_auth: dict[bytes, int] = {}
+        self.exported_auth: dict[bytes, tuple[int, int]] = {}  # -> (user, target DC)
         self.srp_states: dict[int, object] = {}
-        self._server: asyncio.base_events.Server | None = None
+        self._servers: dict[int, asyncio.base_events.Server] = {}
         from tgsim import api  # noqa: F401 - registers the handlers
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> "TgSim":
-        self._server = await asyncio.start_server(self._on_connect, self.host, self.port,
-                                                  limit=4 << 20)
-        self.port = self._server.sockets[0].getsockname()[1]
-        log.info("tgsim listening on %s:%s", self.host, self.port)
+        for dc in DC_IDS:
+            server = await asyncio.start_server(functools.partial(self._on_connect, dc),
+                                                self.host, self.dc_ports[dc], limit=4 << 20)
+            self._servers[dc] = server
+            self.dc_ports[dc] = server.sockets[0].getsockname()[1]
+        self.port = self.dc_ports[DC_ID]
+        log.info("tgsim listening on %s", self.server_spec)
         return self
 
     async def stop(self) -> None:
-        if self._server:
-            self._server.close()
+        for server in self._servers.values():
+            server.close()
         for conn in list(self.connections):
             conn.close()
-        if self._server:
+        for server in self._servers.values():
             try:
-                await asyncio.wait_for(self._server.wait_closed(), 2)
+                await asyncio.wait_for(server.wait_closed(), 2)
             except asyncio.TimeoutError:
                 pass
-        self._server = None
+        self._servers.clear()
 
     @property
     def public_key_path(self) -> Path:
@@ -189,13 +219,29 @@ class TgSim:
 
     @property
     def address(self) -> str:
+        """host:port of DC 2, where a new client starts."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def dc_table(self) -> dict[int, tuple[str, int]]:
+        """{dc: (host, port)} of every DC, what the client library's DC table is for
+        Telegram."""
+        return {dc: (self.host, port) for dc, port in sorted(self.dc_ports.items())}
+
+    @property
+    def server_spec(self) -> str:
+        """The product's TELEGRAM_SERVER value: DC 2 first, then every other DC as N=host:port."""
+        return ",".join([self.address] + [f"{dc}={self.host}:{port}" for dc, port
+                                          in sorted(self.dc_ports.items()) if dc != DC_ID])
 
     # test controls -----------------------------------------------------------------------
     def connection_count(self, user_id: int | None = None,
-                         device_model: str | None = None) -> int:
-        """Live connections, of one account and/or one kind of client (its device_model)."""
+                         device_model: str | None = None, dc_id: int | None = None) -> int:
+        """Live connections, of one account and/or one kind of client (its device_model),
+        and/or on one DC."""
         live = [c for c in self.connections if not c.closed]
+        if dc_id is not None:
+            live = [c for c in live if c.dc_id == dc_id]
         if device_model is not None:
             live = [c for c in live if c.device_model == device_model]
         if user_id is None:
@@ -244,8 +290,9 @@ class TgSim:
         return count
 
     # connection loop ---------------------------------------------------------------------
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        conn = Connection(self, reader, writer)
+    async def _on_connect(self, dc_id: int, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter):
+        conn = Connection(self, reader, writer, dc_id)
         self.connections.add(conn)
         self.stats["connections"] += 1
         try:
@@ -319,7 +366,8 @@ class TgSim:
             new_nonce = hs["new_nonce"]
             server_nonce_b = hs["server_nonce"].to_bytes(16, "little", signed=True)
             salt = int.from_bytes(aes.xor(new_nonce[:8], server_nonce_b[:8]), "little", signed=True)
-            self.auth_keys[key_id] = AuthKey(key=auth_key, key_id=key_id, salt=salt)
+            self.auth_keys[key_id] = AuthKey(key=auth_key, key_id=key_id, salt=salt,
+                                             dc_id=conn.dc_id)
             aux_hash = sha1(auth_key).digest()[:8]
             nn_hash = sha1(new_nonce + b"\x01" + aux_hash).digest()[-16:]
             await conn.send_plain(raw.types.DhGenOk(
@@ -333,7 +381,9 @@ class TgSim:
     # encrypted traffic -------------------------------------------------------------------
     async def _encrypted(self, conn: Connection, packet: bytes) -> None:
         auth = self.auth_keys.get(packet[:8])
-        if auth is None:
+        if auth is None or auth.dc_id != conn.dc_id:
+            # a key made on another DC is unknown here: transport error -404, as for any
+            # unknown key (core.telegram.org/mtproto/mtproto-transports, "Transport errors")
             await conn.send_raw(Int(-404))
             conn.close()
             return
@@ -428,11 +478,14 @@ class TgSim:
     # updates -----------------------------------------------------------------------------
     def _updates_session(self, user_id: int) -> Session | None:
         """The oldest live session of each key of the account gets its updates, as the main
-        session of a client is the first it opens (media sessions come later)."""
+        session of a client is the first it opens (media sessions come later). Only keys of
+        the account's home DC: keys imported elsewhere are for files."""
         best: Session | None = None
+        acc = self.world.accounts.get(user_id)
+        home = acc.dc_id if acc is not None else DC_ID
         for s in self.sessions.values():
             if (s.auth.user_id != user_id or s.auth.revoked or s.no_updates or s.conn is None
-                    or s.conn.closed):
+                    or s.conn.closed or s.auth.dc_id != home):
                 continue
             if best is None or s.created < best.created:
                 best = s

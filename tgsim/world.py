@@ -79,6 +79,8 @@ class Account:
     pts: int = 1
     box: dict[int, Msg] = field(default_factory=dict)
     bot_commands: list = field(default_factory=list)
+    # the home DC: a login elsewhere is sent there (PHONE_MIGRATE_X / USER_MIGRATE_X)
+    dc_id: int = DC_ID
 
     def new_msg_id(self) -> int:
         mid = self.next_msg_id
@@ -155,23 +157,27 @@ class World:
         self.media: dict[int, Media] = {}
         self.uploads: dict[tuple[bytes, int], Upload] = {}
         self.phone_codes: dict[str, str] = {}  # phone_code_hash -> phone
+        # the home DC of a phone not registered yet (a test's choice; DC 2 when absent)
+        self.phone_dcs: dict[str, int] = {}
         self._user_ids = itertools.count(100001)
         self._channel_ids = itertools.count(1000000001)
 
     # accounts ---------------------------------------------------------------------------
     def add_user(self, phone: str, first_name: str = "User", username: str | None = None,
-                 password: str | None = None, premium: bool = False) -> Account:
+                 password: str | None = None, premium: bool = False,
+                 dc_id: int | None = None) -> Account:
         acc = Account(id=next(self._user_ids), access_hash=_rand_long(), first_name=first_name,
-                      username=username, phone=phone, password=password, premium=premium)
+                      username=username, phone=phone, password=password, premium=premium,
+                      dc_id=dc_id or self.phone_dcs.get(phone, DC_ID))
         self.accounts[acc.id] = acc
         self.by_phone[phone] = acc.id
         if username:
             self.by_username[username.lower()] = ("user", acc.id)
         return acc
 
-    def add_bot(self, username: str, first_name: str = "Bot") -> Account:
+    def add_bot(self, username: str, first_name: str = "Bot", dc_id: int = DC_ID) -> Account:
         acc = Account(id=next(self._user_ids), access_hash=_rand_long(), first_name=first_name,
-                      username=username, bot=True)
+                      username=username, bot=True, dc_id=dc_id)
         acc.bot_token = f"{acc.id}:{secrets.token_urlsafe(26)[:35]}"
         self.accounts[acc.id] = acc
         self.by_token[acc.bot_token] = acc.id
@@ -181,6 +187,11 @@ class World:
     def account_by_phone(self, phone: str) -> Account | None:
         uid = self.by_phone.get(phone)
         return self.accounts.get(uid) if uid else None
+
+    def phone_dc(self, phone: str) -> int:
+        """The DC a phone number logs in on: its account's home, else the test's choice."""
+        acc = self.account_by_phone(phone)
+        return acc.dc_id if acc is not None else self.phone_dcs.get(phone, DC_ID)
 
     # channels ---------------------------------------------------------------------------
     def add_channel(self, creator_id: int, title: str, broadcast: bool = True,

@@ -36,6 +36,7 @@ class Call:
         self.session = session
         self.auth = session.auth
         self.no_updates = no_updates
+        self.dc_id = conn.dc_id  # the DC this call came in on
 
     @property
     def me(self) -> Account:

@@ -11,12 +11,21 @@ from pyrogram.crypto.prime import CURRENT_DH_PRIME
 
 from tgsim.api import Call, handles
 from tgsim.api.convert import user
-from tgsim.server import RpcFail
+from tgsim.server import DC_IDS, RpcFail
 
 SRP_G = 3
 TERMS = raw.types.help.TermsOfService(
     id=raw.types.DataJSON(data='"tgsim-tos-1"'), text="tgsim terms of service.", entities=[],
     popup=True)
+
+
+def _home_dc_only(call: Call, phone: str) -> None:
+    """A phone logs in on its home DC only: elsewhere Telegram answers 303 PHONE_MIGRATE_X
+    and the client moves there with a new key (core.telegram.org/api/datacenter,
+    "Registration/Authorization"; the 303 SEE_OTHER family in core.telegram.org/api/errors)."""
+    home = call.world.phone_dc(phone)
+    if home != call.dc_id:
+        raise RpcFail(303, f"PHONE_MIGRATE_{home}")
 
 
 def _h(*parts: bytes) -> bytes:
@@ -96,6 +105,7 @@ async def send_code(call: Call, q):
     phone = q.phone_number.strip().lstrip("+").replace(" ", "")
     if not phone.isdigit() or not 5 <= len(phone) <= 15:
         raise RpcFail(400, "PHONE_NUMBER_INVALID")
+    _home_dc_only(call, phone)
     if phone in call.sim.flooded_phones:
         raise RpcFail(420, f"FLOOD_WAIT_{call.sim.flooded_phones[phone]}")
     code_hash = secrets.token_hex(8)
@@ -115,6 +125,7 @@ def _check_code(call: Call, q) -> str:
 @handles("auth.SignIn")
 async def sign_in(call: Call, q):
     phone = _check_code(call, q)
+    _home_dc_only(call, phone)
     if q.phone_code != call.world.login_code:
         raise RpcFail(400, "PHONE_CODE_INVALID")
     acc = call.world.account_by_phone(phone)
@@ -188,21 +199,43 @@ async def import_bot(call: Call, q):
     uid = call.world.by_token.get(q.bot_auth_token)
     if uid is None:
         raise RpcFail(400, "ACCESS_TOKEN_INVALID")
-    return _authorize(call, call.world.accounts[uid])
+    bot = call.world.accounts[uid]
+    if bot.dc_id != call.dc_id:  # USER_MIGRATE_X: the account lives on DC X
+        raise RpcFail(303, f"USER_MIGRATE_{bot.dc_id}")
+    return _authorize(call, bot)
+
+
+# Exported authorizations waiting for their import, capped: a client that never imports
+# must not grow the table (Telegram's tokens are short-lived too).
+MAX_EXPORTED = 1024
 
 
 @handles("auth.ExportAuthorization")
 async def export_auth(call: Call, q):
+    """Bytes that authorise a key on DC `dc_id`, for auth.importAuthorization there; the DC
+    must be another one (DC_ID_INVALID, core.telegram.org/method/auth.exportAuthorization)."""
+    me = call.me
+    if q.dc_id not in DC_IDS or q.dc_id == call.dc_id:
+        raise RpcFail(400, "DC_ID_INVALID")
+    call.sim.exports[(q.dc_id, me.id)] += 1
     token = os.urandom(32)
-    call.sim.exported_auth[token] = call.me.id
-    return raw.types.auth.ExportedAuthorization(id=call.me.id, bytes=token)
+    exported = call.sim.exported_auth
+    exported[token] = (me.id, q.dc_id)
+    while len(exported) > MAX_EXPORTED:
+        exported.pop(next(iter(exported)))
+    return raw.types.auth.ExportedAuthorization(id=me.id, bytes=token)
 
 
 @handles("auth.ImportAuthorization")
 async def import_auth(call: Call, q):
-    uid = call.sim.exported_auth.pop(q.bytes, None)
-    if uid is None or uid != q.id:
+    """Authorise this DC's key as the exporting account: only on the DC the bytes were
+    exported for, once (core.telegram.org/api/datacenter)."""
+    uid, dc = call.sim.exported_auth.pop(q.bytes, (None, None))
+    if uid is None or dc != call.dc_id:
         raise RpcFail(400, "AUTH_BYTES_INVALID")
+    if uid != q.id:
+        raise RpcFail(400, "USER_ID_INVALID")
+    call.sim.imports[(call.dc_id, uid)] += 1
     return _authorize(call, call.world.accounts[uid])
 
 

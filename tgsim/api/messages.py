@@ -126,10 +126,11 @@ async def media_from_input(call: Call, m, index: int | None = None) -> Media:
         return world.new_media("document", path, size, mime_type=m.mime_type or
                                "application/octet-stream", attributes=attrs,
                                thumb_path=thumb_path, thumb_size=thumb_size,
-                               album_kind=limits.upload_kind(m))
+                               album_kind=limits.upload_kind(m),
+                               dc_id=call.dc_id)  # stored where it was uploaded
     if isinstance(m, raw.types.InputMediaUploadedPhoto):
         path, size = await _finish(call, m.file)
-        return world.new_media("photo", path, size, mime_type="image/jpeg")
+        return world.new_media("photo", path, size, mime_type="image/jpeg", dc_id=call.dc_id)
     if isinstance(m, (raw.types.InputMediaDocument, raw.types.InputMediaPhoto)):
         ref = m.id
         media = world.media.get(getattr(ref, "id", None))

@@ -15,14 +15,15 @@ from tgsim.world import DC_ID
 
 @handles("help.GetConfig")
 async def get_config(call: Call, q):
-    host, port = call.sim.host, call.sim.port
+    # every DC on its own port, plain and media-only: the list a client finds the other DCs
+    # in (core.telegram.org/api/datacenter)
     options = []
-    for dc in (1, 2, 3, 4, 5):  # every DC, plain and media-only, is this server
+    for dc, (host, port) in call.sim.dc_table.items():
         options.append(raw.types.DcOption(id=dc, ip_address=host, port=port))
         options.append(raw.types.DcOption(id=dc, ip_address=host, port=port, media_only=True))
     now = int(time.time())
     return raw.types.Config(
-        date=now, expires=now + 3600, test_mode=False, this_dc=DC_ID, dc_options=options,
+        date=now, expires=now + 3600, test_mode=False, this_dc=call.dc_id, dc_options=options,
         dc_txt_domain_name="tgsim.invalid", chat_size_max=200, megagroup_size_max=200000,
         forwarded_count_max=100, online_update_period_ms=210000, offline_blur_timeout_ms=5000,
         offline_idle_timeout_ms=30000, online_cloud_timeout_ms=300000,
@@ -37,7 +38,7 @@ async def get_config(call: Call, q):
 
 @handles("help.GetNearestDc")
 async def nearest_dc(call: Call, q):
-    return raw.types.NearestDc(country="ZZ", this_dc=DC_ID, nearest_dc=DC_ID)
+    return raw.types.NearestDc(country="ZZ", this_dc=call.dc_id, nearest_dc=DC_ID)
 
 
 @handles("updates.GetState")

@@ -59,6 +59,10 @@ def _locate(call: Call, loc):
         media = call.world.media.get(loc.id)
         if media is None or media.access_hash != loc.access_hash:
             raise RpcFail(400, "LOCATION_INVALID")
+        if media.dc_id != call.dc_id:
+            # a file is kept on one DC and fetched from that one: 303 FILE_MIGRATE_X
+            # elsewhere (core.telegram.org/api/datacenter, "File Access"; api/errors)
+            raise RpcFail(303, f"FILE_MIGRATE_{media.dc_id}")
         # a stale reference fails every request for the file, its thumbnail's too
         # (core.telegram.org/api/file_reference)
         checked(call, media, loc.file_reference)
