@@ -151,15 +151,21 @@ class Pipeline:
     async def _patient(self, call: Callable[[], Awaitable], where: str):
         """A send that Telegram rate-limits is waited out, not failed: the file is already
         on disk and costly to fetch again."""
-        for attempt in range(_SEND_ATTEMPTS):
-            try:
-                return await call()
-            except errors.FloodWait as e:
-                wait = floodwait.record(e.value, where)
-                if attempt == _SEND_ATTEMPTS - 1 or not floodwait.worth_waiting(wait):
-                    raise JobError(f"Telegram asks me to wait {wait:.0f} s before sending "
-                                   "more. Please send the link again later.") from None
-                await asyncio.sleep(wait)
+        try:
+            return await floodwait.patiently(call, where, attempts=_SEND_ATTEMPTS)
+        except floodwait.GaveUp as e:
+            raise JobError(f"Telegram asks me to wait {e.seconds:.0f} s before sending "
+                           "more. Please send the link again later.") from None
+
+    @staticmethod
+    async def _read(call: Callable[[], Awaitable], where: str):
+        """A read (fetch, resolve, album) that Telegram rate-limits is waited out too: user
+        sessions run with sleep_threshold 0, so every 420 reaches us."""
+        try:
+            return await floodwait.patiently(call, where)
+        except floodwait.GaveUp as e:
+            raise JobError(f"Telegram asks me to wait {e.seconds:.0f} s before reading that "
+                           "chat. Please send the link again later.") from None
 
     async def _deliver(self, job: dict, reporter: ProgressReporter) -> str:
         """The bot reads what it can (public chats, chats it is in); the rest goes through
@@ -191,7 +197,7 @@ class Pipeline:
         """A fresh in-memory session knows no peers; Telegram only accepts a channel it has
         seen lately, so look through the dialogs (which caches them) before giving up."""
         try:
-            await client.resolve_peer(chat)
+            await self._read(lambda: client.resolve_peer(chat), "resolve")
             return
         except _AUTH_GONE:
             raise
@@ -199,10 +205,13 @@ class Pipeline:
             pass
         if not isinstance(chat, int):
             return
-        try:
+        async def scan() -> None:
             async for dialog in client.get_dialogs(limit=_DIALOG_SCAN_LIMIT):
                 if dialog.chat and dialog.chat.id == chat:
                     return
+
+        try:
+            await self._read(scan, "dialog scan")
         except _AUTH_GONE:
             raise
         except (errors.RPCError, TimeoutError, OSError):
@@ -213,7 +222,7 @@ class Pipeline:
         out = _Delivery(job, reporter, us.normalize(await self._prefs(job["user_id"])))
         group = [msg]
         if msg.media_group_id:
-            group = await client.get_media_group(chat, msg.id)
+            group = await self._read(lambda: client.get_media_group(chat, msg.id), "album")
         if not msg.has_protected_content and client is self.bot and out.may_copy(group):
             try:
                 if len(group) > 1:
@@ -255,7 +264,7 @@ class Pipeline:
 
     async def _fetch(self, client: Client, chat, msg_id: int) -> types.Message:
         try:
-            msg = await client.get_messages(chat, msg_id)
+            msg = await self._read(lambda: client.get_messages(chat, msg_id), "fetch")
         except _AUTH_GONE:
             raise
         except _UNREADABLE:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import os
 import time
@@ -20,6 +21,7 @@ from pyrogram.raw.core import Int, Long, MsgContainer, TLObject
 
 from tgsim import crypto
 from tgsim.faults import Faults, Throttle
+from tgsim.limits import DEFAULT_MAX_FILE_REQUESTS, ExportLimit, FileRequestLimit
 from tgsim.transport import Framing, detect
 from tgsim.world import World
 
@@ -74,8 +76,10 @@ class Session:
 
 
 class Connection:
-    def __init__(self, sim: "TgSim", reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    def __init__(self, sim: "TgSim", reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 cdn: bool = False):
         self.sim = sim
+        self.cdn = cdn  # a connection to the CDN DC: its own RSA key, upload.getCdnFile only
         self.reader = reader
         self.writer = writer
         self.framing: Framing | None = None
@@ -139,7 +143,8 @@ class TgSim:
     """One simulated Telegram. `await start()` listens on 127.0.0.1:port (0 = a free port)."""
 
     def __init__(self, data_dir: str | os.PathLike, port: int = 0, host: str = "127.0.0.1",
-                 login_code: str = "12345"):
+                 login_code: str = "12345",
+                 max_file_requests_per_account: int = DEFAULT_MAX_FILE_REQUESTS):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
@@ -158,20 +163,27 @@ class TgSim:
         self.flooded_phones: dict[str, int] = {}  # phone -> FloodWait seconds on send_code
         self.exported_auth: dict[bytes, int] = {}
         self.srp_states: dict[int, object] = {}
+        # per-account file requests in flight and exported authorizations (tgsim/limits.py)
+        self.file_limit = FileRequestLimit(max_file_requests_per_account)
+        self.export_limit = ExportLimit()
         self._server: asyncio.base_events.Server | None = None
         from tgsim import api  # noqa: F401 - registers the handlers
+        from tgsim.cdn import Cdn
+        self.cdn = Cdn(self)
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> "TgSim":
         self._server = await asyncio.start_server(self._on_connect, self.host, self.port,
                                                   limit=4 << 20)
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("tgsim listening on %s:%s", self.host, self.port)
+        await self.cdn.start(functools.partial(self._on_connect, cdn=True))
+        log.info("tgsim listening on %s:%s (CDN on %s)", self.host, self.port, self.cdn.port)
         return self
 
     async def stop(self) -> None:
         if self._server:
             self._server.close()
+        await self.cdn.stop()
         for conn in list(self.connections):
             conn.close()
         if self._server:
@@ -227,8 +239,9 @@ class TgSim:
         return count
 
     # connection loop ---------------------------------------------------------------------
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        conn = Connection(self, reader, writer)
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                          cdn: bool = False):
+        conn = Connection(self, reader, writer, cdn=cdn)
         self.connections.add(conn)
         self.stats["connections"] += 1
         try:
@@ -257,19 +270,21 @@ class TgSim:
         length = int.from_bytes(packet[16:20], "little")
         req = TLObject.read(BytesIO(packet[20:20 + length]))
         hs = conn.handshake
+        # a CDN DC has RSA keys of its own, published by help.getCdnConfig (core.telegram.org/cdn)
+        key = self.cdn.key if conn.cdn else self.key
         if isinstance(req, (raw.functions.ReqPqMulti, raw.functions.ReqPq)):
             hs.clear()
             hs["nonce"] = req.nonce
             hs["server_nonce"] = int.from_bytes(os.urandom(16), "little", signed=True)
             await conn.send_plain(raw.types.ResPQ(
                 nonce=req.nonce, server_nonce=hs["server_nonce"], pq=_PQ,
-                server_public_key_fingerprints=[self.key.fingerprint]))
+                server_public_key_fingerprints=[key.fingerprint]))
         elif isinstance(req, raw.functions.ReqDHParams):
             if req.nonce != hs.get("nonce") or req.server_nonce != hs.get("server_nonce"):
                 raise ValueError("nonce mismatch")
-            if req.public_key_fingerprint != self.key.fingerprint:
+            if req.public_key_fingerprint != key.fingerprint:
                 raise ValueError("unknown fingerprint")
-            plain = self.key.decrypt(req.encrypted_data)[-255:]
+            plain = key.decrypt(req.encrypted_data)[-255:]
             inner = TLObject.read(BytesIO(plain[20:]))
             if sha1(inner.write()).digest() != plain[:20]:
                 raise ValueError("bad inner hash")
@@ -365,8 +380,6 @@ class TgSim:
         task.add_done_callback(conn.tasks.discard)
 
     async def _rpc(self, conn: Connection, session: Session, req_msg_id: int, query) -> None:
-        from tgsim.api import Call, dispatch
-
         no_updates = False
         while True:  # unwrap invokeWithLayer, initConnection and friends
             if isinstance(query, raw.functions.InvokeWithoutUpdates):
@@ -382,17 +395,34 @@ class TgSim:
             break
         name = ".".join(query.QUALNAME.split(".")[1:])
         self.stats[name] += 1
+        account = conn.user_id
+        slot = self.file_limit.enter(name, account)  # in flight from receipt to answer
+        try:
+            await self._answer(conn, session, req_msg_id, query, name, no_updates, slot)
+        finally:
+            if slot:
+                self.file_limit.leave(account)
+
+    async def _answer(self, conn: Connection, session: Session, req_msg_id: int, query,
+                      name: str, no_updates: bool, slot: bool | None) -> None:
+        from tgsim.api import Call, dispatch
+        from tgsim.cdn import check_dc
+
         try:
             delay = self.faults.delay_for(name)
             if delay:
                 await asyncio.sleep(delay)
-            errors = self.faults.errors.get(name)
-            if errors:
-                raise RpcFail(400, errors.pop(0))
-            wait = self.faults.flood_wait(name)
-            if wait is not None:
+            check_dc(conn, name)
+            if slot is False:  # over the account's cap of file requests in flight
+                self.stats["file_cap_floods"] += 1
+                raise RpcFail(420, f"FLOOD_WAIT_{self.file_limit.wait_s}")
+            error = self.faults.next_error(name)
+            if error:
+                raise RpcFail(*error)
+            flood = self.faults.flood_error(name)
+            if flood is not None:
                 self.stats["flood_waits"] += 1
-                raise RpcFail(420, f"FLOOD_WAIT_{wait}")
+                raise RpcFail(420, flood)
             call = Call(self, conn, session, no_updates)
             result = await dispatch(call, name, query)
             payload = rpc_result(req_msg_id, result)

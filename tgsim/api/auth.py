@@ -188,6 +188,10 @@ async def import_bot(call: Call, q):
 
 @handles("auth.ExportAuthorization")
 async def export_auth(call: Call, q):
+    # once per DC and kept, or flooded (tgsim/limits.py; core.telegram.org/api/datacenter)
+    wait = call.sim.export_limit.check(call.me.id, q.dc_id)
+    if wait is not None:
+        raise RpcFail(420, f"FLOOD_WAIT_{wait}")
     token = os.urandom(32)
     call.sim.exported_auth[token] = call.me.id
     return raw.types.auth.ExportedAuthorization(id=call.me.id, bytes=token)

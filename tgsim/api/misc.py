@@ -20,6 +20,7 @@ async def get_config(call: Call, q):
     for dc in (1, 2, 3, 4, 5):  # every DC, plain and media-only, is this server
         options.append(raw.types.DcOption(id=dc, ip_address=host, port=port))
         options.append(raw.types.DcOption(id=dc, ip_address=host, port=port, media_only=True))
+    options += call.sim.cdn.dc_options()  # the CDN DC, on a port of its own (tgsim/cdn.py)
     now = int(time.time())
     return raw.types.Config(
         date=now, expires=now + 3600, test_mode=False, this_dc=DC_ID, dc_options=options,
