@@ -606,9 +606,9 @@ class Transfers:
             if cdn is not None:
                 try:
                     return await self._get_cdn_part(job, cdn, offset, limit, want)
-                except errors.FileTokenInvalid:
+                except (errors.FileTokenInvalid, errors.RequestTokenInvalid):
                     # "continue downloading the file from the master DC using upload.getFile"
-                    # (core.telegram.org/method/upload.getCdnFile)
+                    # (core.telegram.org/method/upload.getCdnFile, upload.reuploadCdnFile)
                     if loc.get("cdn") is cdn:
                         loc["cdn"] = None
                     continue

@@ -154,7 +154,9 @@ class Cdn:
         entry = self.entry(token)
         faults = self.sim.faults
         if not entry.on_cdn:
-            entry.request_token = os.urandom(16)
+            # one request token until the master has reuploaded the file; a stale one is
+            # refused with REQUEST_TOKEN_INVALID
+            entry.request_token = entry.request_token or os.urandom(16)
             self.stats["reupload_needed"] += 1
             return raw.types.upload.CdnFileReuploadNeeded(request_token=entry.request_token)
         media = self.sim.world.media.get(entry.media_id)

@@ -40,13 +40,14 @@ def error_code(message: str) -> int:
 @dataclass
 class FloodRule:
     """Answer <kind>_<seconds> to every Nth call of a method (1 = every call); kind is one of
-    FLOOD_KINDS."""
+    FLOOD_KINDS; user_id, when set, limits the rule to that account's calls."""
     every: int
     seconds: int
     count: int = 0
     fired: int = 0
     limit: int | None = None  # stop after this many floods
     kind: str = "FLOOD_WAIT"
+    user_id: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FLOOD_KINDS:
@@ -114,10 +115,10 @@ class Faults:
             return rule.seconds
         return None
 
-    def flood_error(self, method: str) -> str | None:
+    def flood_error(self, method: str, user_id: int | None = None) -> str | None:
         """The 420 error (FLOOD_WAIT_X, FLOOD_PREMIUM_WAIT_X, SLOWMODE_WAIT_X) for this call."""
         rule = self.flood.get(method)
-        if rule and rule.hit():
+        if rule and (rule.user_id is None or rule.user_id == user_id) and rule.hit():
             return rule.error
         return None
 

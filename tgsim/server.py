@@ -419,7 +419,7 @@ class TgSim:
             error = self.faults.next_error(name)
             if error:
                 raise RpcFail(*error)
-            flood = self.faults.flood_error(name)
+            flood = self.faults.flood_error(name, conn.user_id)
             if flood is not None:
                 self.stats["flood_waits"] += 1
                 raise RpcFail(420, flood)
