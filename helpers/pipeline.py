@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from pyrogram import Client, enums, errors, types
+from pyrogram import Client, enums, errors, raw, types, utils
 
 from helpers import floodwait
 from helpers import user_settings as us
@@ -264,7 +264,7 @@ class Pipeline:
 
     async def _fetch(self, client: Client, chat, msg_id: int) -> types.Message:
         try:
-            msg = await self._read(lambda: client.get_messages(chat, msg_id), "fetch")
+            msg = await self._read(lambda: _get_message(client, chat, msg_id), "fetch")
         except _AUTH_GONE:
             raise
         except _UNREADABLE:
@@ -380,6 +380,21 @@ class Pipeline:
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(part)
+
+
+async def _get_message(client: Client, chat, msg_id: int):
+    """client.get_messages(chat, msg_id), minus its hidden sleep: the library invokes it with
+    sleep_threshold -1, sleeping through any FloodWait however long (a silent job for as long
+    as Telegram says); here every 420 reaches the one policy (helpers/floodwait.py)."""
+    peer = await client.resolve_peer(chat)
+    ids = [raw.types.InputMessageID(id=msg_id)]
+    if isinstance(peer, raw.types.InputPeerChannel):
+        rpc = raw.functions.channels.GetMessages(channel=peer, id=ids)
+    else:
+        rpc = raw.functions.messages.GetMessages(id=ids)
+    r = await client.invoke(rpc, sleep_threshold=0)
+    messages = await utils.parse_messages(client, r, replies=1)
+    return messages[0] if messages else None
 
 
 def _copy_range(src: str, dst: str, offset: int, length: int) -> None:

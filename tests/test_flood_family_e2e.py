@@ -247,8 +247,9 @@ async def test_slowmode_wait_on_a_group_delivery_is_waited_out(sim, clients, tmp
 
 
 async def test_floodwait_on_fetch_through_a_user_session_is_waited_out(sim, clients, tmp_path):
-    """User sessions run with sleep_threshold 0: a FloodWait on channels.getMessages reaches
-    the bot, which waits it out instead of ending the job as an internal error."""
+    """A FloodWait on channels.getMessages goes to the bot's one policy: a short one is waited
+    out and the job delivered; one longer than the policy waits ends the job at once with a
+    clear reply (the library's get_messages would sleep through it silently, however long)."""
     async with bot_env(sim, clients, tmp_path) as env:
         me = env.people[0]
         owner = await env.person("Owner")
@@ -258,13 +259,21 @@ async def test_floodwait_on_fetch_through_a_user_session_is_waited_out(sim, clie
         post = await owner.client.send_document(ch.id, str(src), caption="vault")
         sim.faults.flood["channels.GetMessages"] = FloodRule(every=1, seconds=2, limit=1,
                                                              user_id=me.id)
+        started = time.monotonic()
         await me.say(_link(ch, post.id))
         got, texts = await _collect(me, media=1, timeout=60,
                                     give_up=lambda ts: any("failed" in t for t in ts))
         assert sim.faults.flood["channels.GetMessages"].fired == 1
-        sim.faults.reset()
+        assert time.monotonic() - started >= 2
         assert await _same_bytes(me, got[0], file_digest(src), tmp_path / "o" / "v")
         _no_traceback(texts)
+
+        sim.faults.flood["channels.GetMessages"] = FloodRule(every=1, seconds=5000, limit=1,
+                                                             user_id=me.id)
+        await me.say(_link(ch, post.id))
+        failed = await me.expect_text("failed", timeout=30)
+        assert "wait 5000 s" in failed.text and "internal error" not in failed.text
+        sim.faults.reset()
 
 
 async def test_floodwait_on_resolve_through_a_user_session_is_waited_out(sim, clients,
