@@ -76,17 +76,17 @@ class Pipeline:
         if job.get("delivered"):
             # Sent before a crash cut the bookkeeping short: never send it twice.
             self.janitor.remove_job_dir(job_id)
-            await self.bot.send_message(
+            await self._patient(lambda: self.bot.send_message(
                 user_id, f"Job #{job_id} done: it was delivered before the bot restarted.",
-                parse_mode=enums.ParseMode.DISABLED)
+                parse_mode=enums.ParseMode.DISABLED), "notice")
             return
         first = f"Job #{job_id} started: fetching message {job['msg_id']}…"
         if job.get("attempts"):
             first = (f"Job #{job_id} resumed after an interruption (attempt "
                      f"{job['attempts'] + 1}): if part of it already reached you, this is a "
                      "retry.")
-        status = await self.bot.send_message(user_id, first, reply_markup=markup,
-                                             parse_mode=enums.ParseMode.DISABLED)
+        status = await self._patient(lambda: self.bot.send_message(
+            user_id, first, reply_markup=markup, parse_mode=enums.ParseMode.DISABLED), "status")
 
         async def edit(text: str) -> None:
             await self.bot.edit_message_text(user_id, status.id, text, reply_markup=markup,
