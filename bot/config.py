@@ -298,8 +298,8 @@ def load_settings(environ: Mapping[str, str] | None = None,
         metrics_token=r.raw("METRICS_TOKEN") or "",
         split_mb=r.int("SPLIT_MB", 0, minimum=0, maximum=4000),
         transfer_connections=r.int("TRANSFER_CONNECTIONS", 2 if constrained else 4, maximum=16),
-        # 8: two files of one account stay within Telegram's per-account limit of file
-        # requests in flight (16 in tgsim/limits.py); Transfers gates each account at 12
-        transfer_parts_in_flight=r.int("TRANSFER_PARTS_IN_FLIGHT", 8, maximum=64),
+        # 12: Telegram limits the file requests one account keeps in flight (16 in
+        # tgsim/limits.py), and Transfers gates all files of one account at 12 together
+        transfer_parts_in_flight=r.int("TRANSFER_PARTS_IN_FLIGHT", 12, maximum=64),
         messages_per_minute=r.int("MESSAGES_PER_MINUTE", 20, maximum=10_000),
     )

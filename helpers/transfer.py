@@ -265,7 +265,7 @@ class Transfers:
     BYTES_PER_CONNECTION = 2 * MIB  # in flight on one connection before another is opened
     UNSENT_PER_CONNECTION = 1  # requests built and waiting for the wire, per connection
 
-    def __init__(self, *, part_size: int = 256 * KB, max_inflight: int = 8,
+    def __init__(self, *, part_size: int = 256 * KB, max_inflight: int = 12,
                  max_connections: int = 4, upload_inflight: int = 8, reserve=None,
                  idle_close_s: float = 60.0, account_inflight: int = 12):
         if not (4 * KB <= part_size <= MIB and MIB % part_size == 0):

@@ -34,8 +34,6 @@ CDN_DC = 203  # Telegram's CDN DCs have ids above 200 (core.telegram.org/cdn)
 HASH_PART = 128 * 1024  # the file is hashed in parts of 128 KB
 HASHES_PER_ANSWER = 8  # upload.getCdnFileHashes answers for 1 MB from the offset asked
 CDN_METHODS = frozenset({"upload.GetCdnFile"})  # all a CDN DC answers
-MASTER_ONLY = frozenset({"upload.GetCdnFileHashes", "upload.ReuploadCdnFile",
-                         "help.GetCdnConfig"})
 MAX_TOKENS = 1000
 MB = 1024 * 1024
 
