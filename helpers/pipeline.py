@@ -222,7 +222,7 @@ class Pipeline:
         out = _Delivery(job, reporter, us.normalize(await self._prefs(job["user_id"])))
         group = [msg]
         if msg.media_group_id:
-            group = await self._read(lambda: client.get_media_group(chat, msg.id), "album")
+            group = await self._read(lambda: _get_album(client, chat, msg), "album")
         if not msg.has_protected_content and client is self.bot and out.may_copy(group):
             try:
                 if len(group) > 1:
@@ -382,19 +382,31 @@ class Pipeline:
                     os.remove(part)
 
 
-async def _get_message(client: Client, chat, msg_id: int):
-    """client.get_messages(chat, msg_id), minus its hidden sleep: the library invokes it with
+async def _get_messages(client: Client, chat, msg_ids: list[int], replies: int = 1) -> list:
+    """client.get_messages(chat, msg_ids), minus its hidden sleep: the library invokes it with
     sleep_threshold -1, sleeping through any FloodWait however long (a silent job for as long
     as Telegram says); here every 420 reaches the one policy (helpers/floodwait.py)."""
     peer = await client.resolve_peer(chat)
-    ids = [raw.types.InputMessageID(id=msg_id)]
+    ids = [raw.types.InputMessageID(id=i) for i in msg_ids]
     if isinstance(peer, raw.types.InputPeerChannel):
         rpc = raw.functions.channels.GetMessages(channel=peer, id=ids)
     else:
         rpc = raw.functions.messages.GetMessages(id=ids)
     r = await client.invoke(rpc, sleep_threshold=0)
-    messages = await utils.parse_messages(client, r, replies=1)
+    return await utils.parse_messages(client, r, replies=replies)
+
+
+async def _get_message(client: Client, chat, msg_id: int):
+    messages = await _get_messages(client, chat, [msg_id])
     return messages[0] if messages else None
+
+
+async def _get_album(client: Client, chat, msg: types.Message) -> list:
+    """client.get_media_group(chat, msg.id) through _get_messages: an album has at most 10
+    items, so they all lie within 9 ids of any one of them."""
+    around = await _get_messages(client, chat, list(range(max(1, msg.id - 9), msg.id + 10)),
+                                 replies=0)
+    return [m for m in around if m.media_group_id == msg.media_group_id]
 
 
 def _copy_range(src: str, dst: str, offset: int, length: int) -> None:

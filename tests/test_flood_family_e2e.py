@@ -12,7 +12,9 @@ import time
 import pytest
 from pyrogram import errors, raw
 from pyrogram.file_id import FileId
+from pyrogram.types import InputMediaDocument
 
+from helpers import floodwait
 from helpers.transfer import MIB, Transfers
 from tests.botenv import bot_env
 from tests.simclient import file_digest, write_random
@@ -259,12 +261,13 @@ async def test_floodwait_on_fetch_through_a_user_session_is_waited_out(sim, clie
         post = await owner.client.send_document(ch.id, str(src), caption="vault")
         sim.faults.flood["channels.GetMessages"] = FloodRule(every=1, seconds=2, limit=1,
                                                              user_id=me.id)
-        started = time.monotonic()
+        started, counted = time.monotonic(), floodwait.STATS.count
         await me.say(_link(ch, post.id))
         got, texts = await _collect(me, media=1, timeout=60,
                                     give_up=lambda ts: any("failed" in t for t in ts))
         assert sim.faults.flood["channels.GetMessages"].fired == 1
         assert time.monotonic() - started >= 2
+        assert floodwait.STATS.count > counted, "waited by the policy, counted in /metrics"
         assert await _same_bytes(me, got[0], file_digest(src), tmp_path / "o" / "v")
         _no_traceback(texts)
 
@@ -274,6 +277,32 @@ async def test_floodwait_on_fetch_through_a_user_session_is_waited_out(sim, clie
         failed = await me.expect_text("failed", timeout=30)
         assert "wait 5000 s" in failed.text and "internal error" not in failed.text
         sim.faults.reset()
+
+
+async def test_floodwait_on_an_album_fetch_through_a_user_session_is_waited_out(
+        sim, clients, tmp_path):
+    async with bot_env(sim, clients, tmp_path) as env:
+        me = env.people[0]
+        owner = await env.person("Owner")
+        await login(env, me)
+        ch = await _private_channel(owner, "Album vault", me)
+        files = [write_random(tmp_path / f"a{i}.bin", 300_000 + i) for i in range(2)]
+        album = await owner.client.send_media_group(ch.id, [
+            InputMediaDocument(str(files[0]), caption="a0"), InputMediaDocument(str(files[1]))])
+        # the first call fetches the message, the second its album: that one floods
+        sim.faults.flood["channels.GetMessages"] = FloodRule(every=2, seconds=2, limit=1,
+                                                             user_id=me.id)
+        counted = floodwait.STATS.count
+        await me.say(_link(ch, album[0].id))
+        got, texts = await _collect(me, media=2, timeout=60,
+                                    give_up=lambda ts: any("failed" in t for t in ts))
+        assert sim.faults.flood["channels.GetMessages"].fired == 1
+        assert floodwait.STATS.count > counted and floodwait.STATS.last_where != ""
+        sim.faults.reset()
+        out = [await me.client.download_media(m, file_name=str(tmp_path / "o" / f"a{i}"))
+               for i, m in enumerate(got)]
+        assert sorted(map(file_digest, out)) == sorted(map(file_digest, files))
+        _no_traceback(texts)
 
 
 async def test_floodwait_on_resolve_through_a_user_session_is_waited_out(sim, clients,
