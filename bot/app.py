@@ -10,7 +10,7 @@ import logging
 import time
 from pathlib import Path
 
-from pyrogram import Client, enums, errors, types
+from pyrogram import Client, enums, types
 from pyrogram.types import BotCommand
 
 from bot.config import ConfigError, Settings
