@@ -17,7 +17,7 @@ from pyrogram.types import InputMediaDocument
 from helpers import floodwait
 from helpers.transfer import MIB, Transfers
 from tests.botenv import bot_env
-from tests.simclient import file_digest, write_random
+from tests.simclient import SimClients, file_digest, write_random
 from tests.test_accounts_e2e import _private_channel, login
 from tests.test_faults_e2e import _all_final, _bot_channel, _collect, _link, _no_traceback, \
     _post, _same_bytes
@@ -30,6 +30,16 @@ def _location(msg):
     return raw.types.InputDocumentFileLocation(
         id=fid.media_id, access_hash=fid.access_hash, file_reference=fid.file_reference,
         thumb_size="")
+
+
+async def _get_file(client, loc):
+    """One upload.getFile: "ok", or the X of the FLOOD_WAIT_X it was answered with."""
+    try:
+        await client.invoke(raw.functions.upload.GetFile(location=loc, offset=0, limit=4096),
+                            sleep_threshold=0)
+        return "ok"
+    except errors.FloodWait as e:
+        return e.value
 
 
 def _media_id(msg) -> int:
@@ -86,13 +96,8 @@ async def test_file_requests_in_flight_are_capped_per_account(clients, phone, si
     loc = _location(msg)
     sim.faults.method_latency_s["upload.GetFile"] = 0.5
 
-    async def one(client):
-        try:
-            await client.invoke(raw.functions.upload.GetFile(location=loc, offset=0,
-                                                             limit=4096), sleep_threshold=0)
-            return "ok"
-        except errors.FloodWait as e:
-            return e.value
+    def one(client):
+        return _get_file(client, loc)
 
     *got, theirs = await asyncio.gather(*[one(user) for _ in range(20)], one(other))
     assert got.count("ok") == 16 and sorted(r for r in got if r != "ok") == [1] * 4, got
@@ -102,9 +107,18 @@ async def test_file_requests_in_flight_are_capped_per_account(clients, phone, si
     assert not sim.file_limit.inflight
 
 
-async def test_file_cap_is_a_knob_in_process_and_on_the_command_line(tmp_path, clients, phone):
-    sim = TgSim(tmp_path / "small", max_file_requests_per_account=2)
-    assert sim.file_limit.cap == 2
+async def test_file_cap_is_a_knob_in_process_and_on_the_command_line(tmp_path, phone):
+    sim = await TgSim(tmp_path / "small", max_file_requests_per_account=2).start()
+    pool = SimClients(sim)
+    try:
+        user = await pool.user(phone, "Small")
+        msg = await user.send_document("me", str(write_random(tmp_path / "k.bin", 50_000)))
+        sim.faults.method_latency_s["upload.GetFile"] = 0.3
+        got = await asyncio.gather(*[_get_file(user, _location(msg)) for _ in range(3)])
+        assert sorted(got, key=str) == [1, "ok", "ok"], got
+    finally:
+        await pool.stop_all()
+        await sim.stop()
     out = subprocess.run([sys.executable, "-m", "tgsim", "--help"], capture_output=True,
                          text=True, timeout=60, check=True).stdout
     assert "--max-file-requests-per-account" in out
