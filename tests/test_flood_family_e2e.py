@@ -356,3 +356,31 @@ async def test_cdn_redirect_on_a_job_delivers_the_file(sim, clients, tmp_path):
         sim.faults.reset()
         assert await _same_bytes(me, got[0], digest, tmp_path / "o" / "pop")
         _no_traceback(texts)
+
+
+async def test_concurrent_jobs_of_the_bot_stay_under_the_per_account_cap(sim, clients, tmp_path):
+    """Three jobs at once, each file asking for 32 parts in flight: the bot's account stays
+    within Telegram's limit of file requests in flight, so none is refused with FLOOD_WAIT."""
+    async with bot_env(sim, clients, tmp_path, max_concurrent_downloads=3,
+                       transfer_parts_in_flight=32) as env:
+        me = env.people[0]
+        ch = await _bot_channel(env, me, "Busy")
+        posts = [await _post(me, ch, tmp_path / f"b{i}.bin", 6 * MIB + i, f"busy {i}")
+                 for i in range(3)]
+        sim.file_limit.peak.clear()
+        sim.faults.method_latency_s.update({"upload.GetFile": 0.05,
+                                            "upload.SaveFilePart": 0.05,
+                                            "upload.SaveBigFilePart": 0.05})
+        await me.say("\n".join(_link(ch, p.id) for p, _ in posts))
+        got, texts = await _collect(me, media=3, timeout=120,
+                                    give_up=lambda ts: any("failed" in t for t in ts))
+        rows = await _all_final(env, 3)
+        assert [r["status"] for r in rows] == ["done"] * 3, rows
+        peak = sim.file_limit.peak[env.bot_acc.id]
+        assert sim.stats["file_cap_floods"] == 0, f"refused over the cap (peak {peak})"
+        assert peak <= 16
+        sim.faults.reset()
+        by_caption = {m.caption: m for m in got}
+        for i, (_, digest) in enumerate(posts):
+            assert await _same_bytes(me, by_caption[f"busy {i}"], digest, tmp_path / "o" / "b")
+        _no_traceback(texts)
