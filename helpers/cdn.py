@@ -60,6 +60,9 @@ class CdnFile:
         self.key = redirect.encryption_key
         self.iv = redirect.encryption_iv
         self.master_dc = master_dc
+        # the size of the hashed parts (128 KB on Telegram), learnt from the first hash
+        self.hash_part = next((h.limit for h in redirect.file_hashes if h.offset == 0),
+                              128 * 1024)
         self.hashes: dict[int, raw.types.FileHash] = {}
         self.add(redirect.file_hashes)
         self.mismatches = 0

@@ -628,9 +628,9 @@ class Transfers:
         (asked of the master when missing, and handed back by upload.reuploadCdnFile when
         the CDN does not hold the file yet), sliced to the part."""
         cjob = _Job(job.client, cdn.dc_id, job.connections, cdn=True)
-        hash_part = 128 * KB
+        hash_part = cdn.hash_part
         start = offset - offset % hash_part if limit < hash_part else offset
-        span = max(limit, hash_part) if limit < hash_part else limit
+        span = hash_part if limit < hash_part else limit
 
         async def fetch():
             return raw.functions.upload.GetCdnFile(file_token=cdn.token, offset=start,

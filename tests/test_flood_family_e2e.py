@@ -202,6 +202,12 @@ async def test_cdn_redirect_delivers_identical_bytes_through_the_transfer(client
         assert cdn["redirects"] >= 1 and cdn["chunks"] >= 13 and cdn["corrupted"] == 1
         assert cdn["reupload_needed"] >= 1 and cdn["reuploads"] == 1
         assert sim.stats["help.GetCdnConfig"] == 1
+        small = Transfers(part_size=64 * 1024)  # parts smaller than the 128 KB hashed parts
+        try:
+            out = await small.download(user, msg, str(tmp_path / "dl" / "cdn64.bin"))
+            assert file_digest(out) == file_digest(src)
+        finally:
+            await small.close()
     finally:
         await t.close()
 
