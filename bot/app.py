@@ -10,7 +10,7 @@ import logging
 import time
 from pathlib import Path
 
-from pyrogram import Client, enums, errors, types
+from pyrogram import Client, enums, types
 from pyrogram.types import BotCommand
 
 from bot.config import ConfigError, Settings
@@ -31,6 +31,8 @@ from helpers.transfer import Transfers
 from helpers.telegram_server import client_options
 
 log = logging.getLogger("bot")
+
+_NOTIFY_MAX_WAIT_S = 10.0  # a notice waits out a short flood; the queue bounds it at 15 s
 
 COMMANDS = [
     ("start", "Welcome and how to use the bot"),
@@ -147,10 +149,11 @@ class App:
 
     async def notify(self, user_id: int, text: str) -> None:
         try:
-            await self.bot.send_message(user_id, text, parse_mode=enums.ParseMode.DISABLED)
-        except errors.FloodWait as e:
-            floodwait.record(e.value, "notify")
-            log.warning("notify skipped: FloodWait %ss", e.value)
+            await floodwait.patiently(lambda: self.bot.send_message(
+                user_id, text, parse_mode=enums.ParseMode.DISABLED), "notify",
+                max_wait=_NOTIFY_MAX_WAIT_S)
+        except floodwait.GaveUp as e:
+            log.warning("notify skipped: FloodWait %.0fs", e.seconds)
 
     async def _count_bytes(self, job_id: int, n: int) -> None:
         self.bytes_transferred += n

@@ -334,7 +334,8 @@ def load_settings(environ: Mapping[str, str] | None = None,
         metrics_token=r.raw("METRICS_TOKEN") or "",
         split_mb=r.int("SPLIT_MB", 0, minimum=0, maximum=4000),
         transfer_connections=r.int("TRANSFER_CONNECTIONS", 2 if constrained else 4, maximum=16),
-        transfer_parts_in_flight=r.int("TRANSFER_PARTS_IN_FLIGHT", 16 if constrained else 32,
-                                       maximum=64),
+        # 12: Telegram limits the file requests one account keeps in flight (16 in
+        # tgsim/file_limits.py), and Transfers gates all files of one account at 12 together
+        transfer_parts_in_flight=r.int("TRANSFER_PARTS_IN_FLIGHT", 12, maximum=64),
         messages_per_minute=r.int("MESSAGES_PER_MINUTE", 20, maximum=10_000),
     )

@@ -47,12 +47,12 @@ async def broadcast(recipients: AsyncIterator[int], send: Callable[[int], Awaita
                     await send(uid)
                     result.delivered += 1
                     break
-                except errors.FloodWait as e:
-                    wait = floodwait.record(e.value, "broadcast")
+                except floodwait.FAMILY as e:
+                    wait = floodwait.record(floodwait.seconds_of(e), "broadcast")
                     if attempt == 2 or wait > max_flood_wait:
                         result.failed += 1
                         break
-                    log.warning("broadcast: FloodWait %ss, pausing", e.value)
+                    log.warning("broadcast: FloodWait %.0fs, pausing", wait)
                     await asyncio.sleep(wait)
                 except _UNREACHABLE:
                     result.failed += 1

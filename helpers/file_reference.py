@@ -41,6 +41,7 @@ class RefreshedLocation:
         self._task: asyncio.Future | None = None
         self._proven = True  # the reference we started with is taken as good
         self._refreshed_at = float("-inf")
+        self.cdn = None  # a CdnFile once the master DC redirected the file (helpers/cdn.py)
 
     def worked(self, generation: int) -> None:
         """A request made with `generation` succeeded: that reference is good."""

@@ -17,6 +17,7 @@ from typing import Callable
 
 from pyrogram import Client, errors, types
 
+from helpers import floodwait
 from helpers.logs import register_secret
 from helpers.secrets import SessionCipher
 from helpers.session_manager import stop_dc_sessions
@@ -147,7 +148,7 @@ class LoginDesk:
                 if reply.done:
                     await self.cancel(user_id)
                 raise
-            except errors.FloodWait as e:
+            except floodwait.FAMILY as e:
                 await self.cancel(user_id)
                 raise LoginReply("Telegram limits login attempts for now: try again in "
                                  f"{_wait_text(int(e.value))} with /login.", done=True) from None

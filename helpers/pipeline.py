@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from pyrogram import Client, enums, errors, types
+from pyrogram import Client, enums, errors, raw, types, utils
 
 from helpers import floodwait, tg_text
 from helpers import user_settings as us
@@ -79,17 +79,17 @@ class Pipeline:
         if job.get("delivered"):
             # Sent before a crash cut the bookkeeping short: never send it twice.
             self.janitor.remove_job_dir(job_id)
-            await self.bot.send_message(
+            await self._patient(lambda: self.bot.send_message(
                 user_id, f"Job #{job_id} done: it was delivered before the bot restarted.",
-                parse_mode=enums.ParseMode.DISABLED)
+                parse_mode=enums.ParseMode.DISABLED), "notice")
             return
         first = f"Job #{job_id} started: fetching message {job['msg_id']}…"
         if job.get("attempts"):
             first = (f"Job #{job_id} resumed after an interruption (attempt "
                      f"{job['attempts'] + 1}): if part of it already reached you, this is a "
                      "retry.")
-        status = await self.bot.send_message(user_id, first, reply_markup=markup,
-                                             parse_mode=enums.ParseMode.DISABLED)
+        status = await self._patient(lambda: self.bot.send_message(
+            user_id, first, reply_markup=markup, parse_mode=enums.ParseMode.DISABLED), "status")
 
         async def edit(text: str) -> None:
             await self.bot.edit_message_text(user_id, status.id, text, reply_markup=markup,
@@ -154,15 +154,21 @@ class Pipeline:
     async def _patient(self, call: Callable[[], Awaitable], where: str):
         """A send that Telegram rate-limits is waited out, not failed: the file is already
         on disk and costly to fetch again."""
-        for attempt in range(_SEND_ATTEMPTS):
-            try:
-                return await call()
-            except errors.FloodWait as e:
-                wait = floodwait.record(e.value, where)
-                if attempt == _SEND_ATTEMPTS - 1 or not floodwait.worth_waiting(wait):
-                    raise JobError(f"Telegram asks me to wait {wait:.0f} s before sending "
-                                   "more. Please send the link again later.") from None
-                await asyncio.sleep(wait)
+        try:
+            return await floodwait.patiently(call, where, attempts=_SEND_ATTEMPTS)
+        except floodwait.GaveUp as e:
+            raise JobError(f"Telegram asks me to wait {e.seconds:.0f} s before sending "
+                           "more. Please send the link again later.") from None
+
+    @staticmethod
+    async def _read(call: Callable[[], Awaitable], where: str):
+        """A read (fetch, resolve, album) that Telegram rate-limits is waited out too: user
+        sessions run with sleep_threshold 0, so every 420 reaches us."""
+        try:
+            return await floodwait.patiently(call, where)
+        except floodwait.GaveUp as e:
+            raise JobError(f"Telegram asks me to wait {e.seconds:.0f} s before reading that "
+                           "chat. Please send the link again later.") from None
 
     async def _deliver(self, job: dict, reporter: ProgressReporter) -> str:
         """The bot reads what it can (public chats, chats it is in); the rest goes through
@@ -194,7 +200,7 @@ class Pipeline:
         """A fresh in-memory session knows no peers; Telegram only accepts a channel it has
         seen lately, so look through the dialogs (which caches them) before giving up."""
         try:
-            await client.resolve_peer(chat)
+            await self._read(lambda: client.resolve_peer(chat), "resolve")
             return
         except _AUTH_GONE:
             raise
@@ -202,10 +208,13 @@ class Pipeline:
             pass
         if not isinstance(chat, int):
             return
-        try:
+        async def scan() -> None:
             async for dialog in client.get_dialogs(limit=_DIALOG_SCAN_LIMIT):
                 if dialog.chat and dialog.chat.id == chat:
                     return
+
+        try:
+            await self._read(scan, "dialog scan")
         except _AUTH_GONE:
             raise
         except (errors.RPCError, TimeoutError, OSError):
@@ -216,7 +225,7 @@ class Pipeline:
         out = _Delivery(job, reporter, us.normalize(await self._prefs(job["user_id"])))
         group = [msg]
         if msg.media_group_id:
-            group = await client.get_media_group(chat, msg.id)
+            group = await self._read(lambda: _get_album(client, chat, msg), "album")
         # A copy re-sends the media by reference, which Telegram refuses for protected
         # content (core.telegram.org/api/content-protection): those are always re-uploaded.
         if not msg.has_protected_content and client is self.bot and out.may_copy(group):
@@ -277,7 +286,7 @@ class Pipeline:
 
     async def _fetch(self, client: Client, chat, msg_id: int) -> types.Message:
         try:
-            msg = await client.get_messages(chat, msg_id)
+            msg = await self._read(lambda: _get_message(client, chat, msg_id), "fetch")
         except _AUTH_GONE:
             raise
         except _UNREADABLE:
@@ -384,6 +393,33 @@ class Pipeline:
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(part)
+
+
+async def _get_messages(client: Client, chat, msg_ids: list[int], replies: int = 1) -> list:
+    """client.get_messages(chat, msg_ids), minus its hidden sleep: the library invokes it with
+    sleep_threshold -1, sleeping through any FloodWait however long (a silent job for as long
+    as Telegram says); here every 420 reaches the one policy (helpers/floodwait.py)."""
+    peer = await client.resolve_peer(chat)
+    ids = [raw.types.InputMessageID(id=i) for i in msg_ids]
+    if isinstance(peer, raw.types.InputPeerChannel):
+        rpc = raw.functions.channels.GetMessages(channel=peer, id=ids)
+    else:
+        rpc = raw.functions.messages.GetMessages(id=ids)
+    r = await client.invoke(rpc, sleep_threshold=0)
+    return await utils.parse_messages(client, r, replies=replies)
+
+
+async def _get_message(client: Client, chat, msg_id: int):
+    messages = await _get_messages(client, chat, [msg_id])
+    return messages[0] if messages else None
+
+
+async def _get_album(client: Client, chat, msg: types.Message) -> list:
+    """client.get_media_group(chat, msg.id) through _get_messages: an album has at most 10
+    items, so they all lie within 9 ids of any one of them."""
+    around = await _get_messages(client, chat, list(range(max(1, msg.id - 9), msg.id + 10)),
+                                 replies=0)
+    return [m for m in around if m.media_group_id == msg.media_group_id]
 
 
 def _copy_range(src: str, dst: str, offset: int, length: int) -> None:

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Awaitable, Callable
 
-from pyrogram.errors import FloodWait, MessageNotModified
+from pyrogram.errors import MessageNotModified
 
 from helpers import floodwait
 
@@ -194,9 +194,9 @@ class ProgressReporter:
     async def _run_edit(self, text: str) -> bool:
         try:
             await self._edit(text)
-        except FloodWait as exc:
+        except floodwait.FAMILY as exc:
             try:
-                wait = floodwait.record(exc.value, "progress edit")
+                wait = floodwait.record(floodwait.seconds_of(exc), "progress edit")
             except (TypeError, ValueError):
                 wait = 60.0
             self._flood_until = self._clock() + max(wait, 0.0)

@@ -14,15 +14,23 @@ against 14-16 MiB at 512 KB and up to 23 MiB at 1 MB (still available through pa
 Uploads keep at most one built request per connection waiting for the wire; parts awaiting
 their answer hold no bytes, so K costs round trips, not memory.
 
-Failure policy, per part and never per file: FloodWait pauses every part of that client and
-DC for the given seconds, then retries; a dropped connection, a silent server or a 5xx retries
-the part (bounded, with backoff); FILE_MIGRATE moves to the named DC, authorized by
-export/import as the library does; an expired file reference refetches the message, once for
-all the parts that found it expired (helpers/file_reference.py), and they carry on from there.
-Cancelling the calling task cancels every part at once and closes the connections it used.
+Failure policy, per part and never per file: a 420 of the family (FLOOD_WAIT,
+FLOOD_PREMIUM_WAIT, helpers/floodwait.py) pauses every part of that client and DC for the
+given seconds, then retries, a bounded number of times per part and per file; a dropped
+connection, a silent server or a 5xx retries the part (bounded, with backoff); FILE_MIGRATE
+moves to the named DC, whose key the library authorizes once by export/import (our pooled
+connections share it: exporting per connection floods, core.telegram.org/api/datacenter); an
+expired file reference refetches the message, once for all the parts that found it
+expired (helpers/file_reference.py), and they carry on from there. Cancelling the calling task cancels every
+part at once and closes the connections it used.
 
-CDN redirects only come to clients that set `cdn_supported` on upload.getFile, which neither
-the library's downloader nor this one does, so every part comes from the media DC.
+Telegram limits the file requests one account keeps in flight (tgsim/file_limits.py models it at
+16): every transfer of one client shares one gate of `account_inflight` requests (12, leaving
+room for the library's own thumbnail and album transfers), whatever K each file asks for.
+
+Telegram may answer upload.getFile with upload.fileCdnRedirect even without cdn_supported
+(pyrogram#1265, Telethon#4485): the rest of the file then comes from the CDN DC, decrypted
+and checked against the master's hashes (helpers/cdn.py), over pooled CDN sessions.
 """
 
 from __future__ import annotations
@@ -44,11 +52,12 @@ from typing import Any, Awaitable, Callable
 from pyrogram import enums, errors, raw, utils
 from pyrogram.file_id import FileId, FileType
 from pyrogram.crypto import mtproto
-from pyrogram.session import Session
+from pyrogram.session import Auth, Session
 from pyrogram.session.session import Result as _Result
 
 from helpers import floodwait
 from helpers.file_reference import RefreshedLocation
+from helpers.cdn import CdnFile, CdnHashMismatch, trust_cdn_keys
 
 log = logging.getLogger("transfer")
 
@@ -72,6 +81,14 @@ class _Broken(ConnectionError):
 
 class _Resend(Exception):
     """The server asked for the request again (new salt): not a failure."""
+
+
+class _CdnRedirect(Exception):
+    """upload.getFile answered upload.fileCdnRedirect: the file is to come from a CDN DC."""
+
+    def __init__(self, redirect):
+        super().__init__("redirected to a CDN")
+        self.redirect = redirect
 
 
 class _Conn:
@@ -98,9 +115,10 @@ class _Conn:
 class _Pool:
     """Media sessions of one client to one DC, plus the FloodWait gate they share."""
 
-    def __init__(self, client, dc_id: int):
+    def __init__(self, client, dc_id: int, cdn: bool = False):
         self.client = client
         self.dc_id = dc_id
+        self.cdn = cdn  # a CDN DC: its own unauthorized key, upload.getCdnFile only
         self.conns: list[_Conn] = []
         self.flood_until = 0.0
         self.info_lock = asyncio.Lock()
@@ -109,11 +127,13 @@ class _Pool:
 class _Job:
     """The state of one transfer: where it fetches from and which connections it touched."""
 
-    def __init__(self, client, dc_id: int, connections: int):
+    def __init__(self, client, dc_id: int, connections: int, cdn: bool = False):
         self.client = client
         self.dc_id = dc_id
         self.connections = connections
+        self.cdn = cdn
         self.used: set[_Conn] = set()
+        self.floods = 0  # 420s met by all parts of this transfer
 
 
 async def _call_progress(progress, done: int, total: int) -> None:
@@ -240,25 +260,33 @@ class Transfers:
     START_TIMEOUT_S = 10.0  # a media session that is not up in this long is given up
     PART_RETRIES = 6  # transient failures of one part before the file fails
     MAX_FLOODS_PER_PART = 20
+    MAX_FLOODS_PER_FILE = 60  # a 420 storm fails the file instead of retrying for ever
+    CDN_RETRIES = 3  # chunks failing their hash, or redirects, before the file fails
     WATCH_EVERY_S = 0.2  # how often an in-flight request checks its connection is alive
     CLOSE_WAIT_S = 1.5  # how long a cancelled transfer waits for its connections to close
     BYTES_PER_CONNECTION = 2 * MIB  # in flight on one connection before another is opened
     UNSENT_PER_CONNECTION = 1  # requests built and waiting for the wire, per connection
 
-    def __init__(self, *, part_size: int = 256 * KB, max_inflight: int = 32,
-                 max_connections: int = 4, upload_inflight: int = 16, reserve=None,
-                 idle_close_s: float = 60.0):
+    def __init__(self, *, part_size: int = 256 * KB, max_inflight: int = 12,
+                 max_connections: int = 4, upload_inflight: int = 8, reserve=None,
+                 idle_close_s: float = 60.0, account_inflight: int = 12):
         if not (4 * KB <= part_size <= MIB and MIB % part_size == 0):
             raise ValueError("part_size must be a power of two between 4 KB and 1 MB "
                              "(upload.getFile alignment)")
-        if max_inflight < 1 or max_connections < 1 or upload_inflight < 1:
-            raise ValueError("max_inflight, max_connections and upload_inflight must be >= 1")
+        if (max_inflight < 1 or max_connections < 1 or upload_inflight < 1
+                or account_inflight < 1):
+            raise ValueError("max_inflight, max_connections, upload_inflight and "
+                             "account_inflight must be >= 1")
         self.part_size = part_size
         self.max_inflight = max_inflight
         self.max_connections = max_connections
         self.upload_inflight = upload_inflight
         self.reserve = reserve
         self.idle_close_s = idle_close_s
+        self.account_inflight = account_inflight
+        # client -> the gate all its file requests pass, so one account's transfers together
+        # stay under Telegram's per-account limit however many run at once
+        self._gates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._pools: dict[tuple[int, int], _Pool] = {}
         self._closing: set[asyncio.Task] = set()
         self._reaper: asyncio.Task | None = None
@@ -446,10 +474,11 @@ class Transfers:
         peer = await client.resolve_peer(chat_id)
         markup = await reply_markup.write(client) if reply_markup else None
         for _ in range(3):
+            request = raw.functions.messages.SendMedia(
+                peer=peer, media=media, random_id=client.rnd_id(), reply_markup=markup, **text)
             try:
-                r = await client.invoke(raw.functions.messages.SendMedia(
-                    peer=peer, media=media, random_id=client.rnd_id(), reply_markup=markup,
-                    **text))
+                # a 420 (FLOOD_WAIT, SLOWMODE_WAIT) is waited out here, not by uploading again
+                r = await floodwait.patiently(lambda: client.invoke(request), "send media")
                 break
             except errors.FilePartMissing as e:  # the server lost a part: send it again
                 await self._resend_part(client, path, file, int(e.value))
@@ -562,7 +591,8 @@ class Transfers:
     # parts -------------------------------------------------------------------------------
     async def _get_part(self, job: _Job, loc: RefreshedLocation, offset: int, limit: int,
                         want: int | None) -> bytes:
-        """One part of a download: exactly `want` bytes (any length when None)."""
+        """One part of a download: exactly `want` bytes (any length when None). Once the
+        master DC has redirected the file to a CDN (loc.cdn), parts come from there."""
         generation = [loc.generation]
 
         async def query():
@@ -575,7 +605,7 @@ class Transfers:
 
         def check(r) -> bytes:
             if isinstance(r, raw.types.upload.FileCdnRedirect):
-                raise RuntimeError("the server redirected to a CDN we did not ask for")
+                raise _CdnRedirect(r)
             if not isinstance(r, raw.types.upload.File):
                 raise _Broken(f"unexpected answer {type(r).__name__}")
             if want is not None and len(r.bytes) != want:
@@ -583,7 +613,81 @@ class Transfers:
             loc.worked(generation[0])
             return r.bytes
 
-        return await self._with_retries(job, query, check, f"part at {offset}", expired)
+        for _ in range(self.CDN_RETRIES + 1):
+            cdn = loc.cdn
+            if cdn is not None:
+                try:
+                    return await self._get_cdn_part(job, cdn, offset, limit, want)
+                except (errors.FileTokenInvalid, errors.RequestTokenInvalid):
+                    # "continue downloading the file from the master DC using upload.getFile"
+                    # (core.telegram.org/method/upload.getCdnFile, upload.reuploadCdnFile)
+                    if loc.cdn is cdn:
+                        loc.cdn = None
+                    continue
+            try:
+                return await self._with_retries(job, query, check, f"part at {offset}",
+                                                expired)
+            except _CdnRedirect as r:
+                if loc.cdn is None:
+                    log.info("file redirected to CDN DC%s", r.redirect.dc_id)
+                    loc.cdn = CdnFile(r.redirect, job.dc_id)
+        raise _Broken(f"part at {offset}: the CDN redirect kept failing")
+
+    async def _get_cdn_part(self, job: _Job, cdn: CdnFile, offset: int, limit: int,
+                            want: int | None) -> bytes:
+        """One part from the CDN DC: fetched (the window rounded out to whole 128 KB hash
+        parts when the part is smaller), decrypted, checked against the master's hashes
+        (asked of the master when missing, and handed back by upload.reuploadCdnFile when
+        the CDN does not hold the file yet), sliced to the part."""
+        cjob = _Job(job.client, cdn.dc_id, job.connections, cdn=True)
+        hash_part = cdn.hash_part
+        start = offset - offset % hash_part if limit < hash_part else offset
+        span = hash_part if limit < hash_part else limit
+
+        async def fetch():
+            return raw.functions.upload.GetCdnFile(file_token=cdn.token, offset=start,
+                                                   limit=span)
+
+        def check_cdn(r):
+            if not isinstance(r, (raw.types.upload.CdnFile,
+                                  raw.types.upload.CdnFileReuploadNeeded)):
+                raise _Broken(f"unexpected CDN answer {type(r).__name__}")
+            return r
+
+        def check_hashes(r) -> list:
+            if not isinstance(r, list):
+                raise _Broken(f"unexpected answer {type(r).__name__} for CDN hashes")
+            return r
+
+        what = f"CDN part at {offset}"
+        for _ in range(self.CDN_RETRIES):
+            r = await self._with_retries(cjob, fetch, check_cdn, what)
+            if isinstance(r, raw.types.upload.CdnFileReuploadNeeded):
+                async def reupload(token=r.request_token):
+                    return raw.functions.upload.ReuploadCdnFile(file_token=cdn.token,
+                                                                request_token=token)
+                cdn.add(await self._with_retries(job, reupload, check_hashes,
+                                                 f"{what}: reupload"))
+                continue
+            data = await self._disk(cdn.decrypt, r.bytes, start)
+            while (at := cdn.missing(start, len(data))) is not None:
+                async def ask(at=at):
+                    return raw.functions.upload.GetCdnFileHashes(file_token=cdn.token,
+                                                                 offset=at)
+                hashes = await self._with_retries(job, ask, check_hashes, f"{what}: hashes")
+                if not any(h.offset == at for h in hashes):
+                    raise _Broken(f"{what}: the master DC has no hash for offset {at}")
+                cdn.add(hashes)
+            try:
+                await self._disk(cdn.verify, data, start, span == limit)
+            except CdnHashMismatch as e:
+                log.warning("%s", e)  # the CDN is not trusted: fetch it again
+                continue
+            data = data[offset - start:offset - start + limit]
+            if want is not None and len(data) != want:
+                raise _Broken(f"{what}: {len(data)} bytes, expected {want}")
+            return data
+        raise errors.CDNFileHashMismatch()
 
     async def _put_part(self, job: _Job, fd: int, file_id: int, i: int, parts: int,
                         big: bool, size: int) -> None:
@@ -612,7 +716,7 @@ class Transfers:
         while True:
             try:
                 return check(await self._invoke(job, query))
-            except errors.FloodWait as e:
+            except floodwait.FAMILY as e:
                 floods += 1
                 self._flood(job, e, floods)
             except errors.FileMigrate as e:
@@ -645,18 +749,33 @@ class Transfers:
         finally:
             self._close_fd(fd)
 
-    def _flood(self, job: _Job, e: errors.FloodWait, floods: int) -> None:
-        wait = int(e.value or 0)
-        floodwait.record(wait, f"transfer on DC{job.dc_id}")  # one count, one log line
-        if not floodwait.worth_waiting(wait) or floods > self.MAX_FLOODS_PER_PART:
+    def _flood(self, job: _Job, e: Exception, floods: int) -> None:
+        """A 420 on a part: every part of that client and DC waits it out together (those in
+        flight meet the same 420 and only move the same deadline), a bounded number of
+        times per part and per file, so a flood is a pause, never a retry storm."""
+        wait = floodwait.record(floodwait.seconds_of(e), f"transfer on DC{job.dc_id}")
+        job.floods += 1
+        if (not floodwait.worth_waiting(wait) or floods > self.MAX_FLOODS_PER_PART
+                or job.floods > self.MAX_FLOODS_PER_FILE):
             raise e
-        pool = self._pool(job.client, job.dc_id)
+        pool = self._pool(job.client, job.dc_id, job.cdn)
         pool.flood_until = max(pool.flood_until, time.monotonic() + wait)
 
     async def _invoke(self, job: _Job, make_query: Callable[[], Awaitable[Any]]):
         """Send one request on the least busy connection of the job's DC, watching that
-        connection: if it restarts under the request, the answer will never come."""
-        pool = self._pool(job.client, job.dc_id)
+        connection: if it restarts under the request, the answer will never come. Every
+        request of one client first passes its gate (account_inflight at a time)."""
+        async with self._gate(job.client):
+            return await self._invoke_gated(job, make_query)
+
+    def _gate(self, client) -> asyncio.Semaphore:
+        gate = self._gates.get(client)
+        if gate is None:
+            gate = self._gates[client] = asyncio.Semaphore(self.account_inflight)
+        return gate
+
+    async def _invoke_gated(self, job: _Job, make_query: Callable[[], Awaitable[Any]]):
+        pool = self._pool(job.client, job.dc_id, job.cdn)
         delay = pool.flood_until - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -697,11 +816,11 @@ class Transfers:
             self._release(conn)
 
     # pool --------------------------------------------------------------------------------
-    def _pool(self, client, dc_id: int) -> _Pool:
+    def _pool(self, client, dc_id: int, cdn: bool = False) -> _Pool:
         key = (id(client), dc_id)
         pool = self._pools.get(key)
         if pool is None or pool.client is not client:
-            pool = self._pools[key] = _Pool(client, dc_id)
+            pool = self._pools[key] = _Pool(client, dc_id, cdn)
         return pool
 
     def _acquire(self, pool: _Pool, job: _Job) -> _Conn:
@@ -786,6 +905,10 @@ class Transfers:
         pool and close: the library keeps one media session per DC, which is what limits it."""
         pool = conn.pool
         client = pool.client
+        if pool.cdn:
+            conn.session = session = await self._cdn_session(pool)
+            await session.start()
+            return
         async with pool.info_lock:
             known = self._dc_info.setdefault(client, {})
             if pool.dc_id not in known:
@@ -805,6 +928,31 @@ class Transfers:
         session = Session(client, pool.dc_id, address, port, auth_key, test_mode, is_media=True)
         conn.session = session
         await session.start()
+        # no export/import here: the key is the one the library's session for that DC was
+        # authorized with, and an authorization belongs to the key, not the connection
+        # (core.telegram.org/api/datacenter); exporting per connection floods
+
+    async def _cdn_session(self, pool: _Pool) -> Session:
+        """A session with a CDN DC (core.telegram.org/cdn): an auth key of its own, made
+        with the CDN's RSA key from help.getCdnConfig and never authorized; no
+        initConnection. One key per client and CDN DC, made once."""
+        client = pool.client
+        async with pool.info_lock:
+            known = self._dc_info.setdefault(client, {})
+            entry = known.get(("cdn", pool.dc_id))
+            if entry is None:
+                trust_cdn_keys(await client.invoke(raw.functions.help.GetCdnConfig()))
+                option = await client.get_dc_option(pool.dc_id, is_cdn=True, ipv6=client.ipv6)
+                if not option.cdn:
+                    raise _Broken(f"no CDN DC{pool.dc_id} in help.getConfig")
+                test_mode = await client.storage.test_mode()
+                key = await Auth(client, pool.dc_id, option.ip_address, option.port,
+                                 test_mode).create()
+                entry = known[("cdn", pool.dc_id)] = (option.ip_address, option.port,
+                                                      test_mode, key)
+        address, port, test_mode, key = entry
+        return Session(client, pool.dc_id, address, port, key, test_mode, is_media=True,
+                       is_cdn=True)
 
     def _ensure_reaper(self) -> None:
         if self._reaper is None or self._reaper.done():

@@ -8,6 +8,7 @@ from pyrogram import Client, enums, errors, filters, types
 from pyrogram.raw.functions.messages import CheckChatInvite
 from pyrogram.raw.types import ChatInviteAlready
 
+from helpers import floodwait
 from helpers.links import LinkError, LinkRef, parse, parse_batch
 from helpers.queue_manager import JobError, SubmitRefused
 from helpers.tiers import allowance
@@ -72,7 +73,7 @@ async def _offer_join(client: Client, message, link: LinkRef) -> None:
     except (errors.InviteHashExpired, errors.InviteHashInvalid, errors.InviteHashEmpty):
         await _reply(message, "That invite link is invalid or has expired.")
         return
-    except errors.FloodWait as e:
+    except floodwait.FAMILY as e:
         await _reply(message, f"Telegram asks to wait {e.value} s before checking invite "
                               "links. Please try again then.")
         return

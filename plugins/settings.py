@@ -11,6 +11,7 @@ from pyrogram import Client, enums, errors, filters
 from pyrogram.types import InlineKeyboardButton as Button
 from pyrogram.types import InlineKeyboardMarkup
 
+from helpers import floodwait
 from helpers.user_settings import (
     MAX_RULES, SettingsError, add_rules, apply_name, check_caption, check_rename, describe,
     may_post, normalize, parse_rules, parse_target, thumb_file_id,
@@ -114,7 +115,7 @@ async def _member(client: Client, chat_id: int, user: int | str):
     """None when not a member (or hidden from the bot): both mean "may not post"."""
     try:
         return await client.get_chat_member(chat_id, user)
-    except errors.FloodWait:
+    except floodwait.FAMILY:
         raise
     except errors.RPCError:
         return None
@@ -127,7 +128,7 @@ async def _resolve_target(client: Client, uid: int, text: str) -> dict:
     chat_ref, topic = parse_target(text)
     try:
         chat = await client.get_chat(chat_ref)
-    except errors.FloodWait:
+    except floodwait.FAMILY:
         raise
     except (errors.UsernameNotOccupied, errors.UsernameInvalid):
         raise SettingsError(f"There is no chat called @{chat_ref}.") from None

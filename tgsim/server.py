@@ -22,6 +22,7 @@ from pyrogram.raw.core import Int, Long, MsgContainer, TLObject
 from tgsim import crypto
 from tgsim.faults import Faults, Throttle
 from tgsim.file_refs import DEFAULT_TTL_S
+from tgsim.file_limits import DEFAULT_MAX_FILE_REQUESTS, ExportLimit, FileRequestLimit
 from tgsim.transport import Framing, detect
 from tgsim.world import DC_ID, World
 
@@ -80,9 +81,10 @@ class Session:
 
 class Connection:
     def __init__(self, sim: "TgSim", reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 dc_id: int = DC_ID):
+                 dc_id: int = DC_ID, cdn: bool = False):
         self.sim = sim
         self.dc_id = dc_id  # the DC whose port it came in on
+        self.cdn = cdn  # a connection to the CDN DC: its own RSA key, upload.getCdnFile only
         self.reader = reader
         self.writer = writer
         self.framing: Framing | None = None
@@ -161,7 +163,8 @@ class TgSim:
 
     def __init__(self, data_dir: str | os.PathLike, port: int = 0, host: str = "127.0.0.1",
                  login_code: str = "12345", file_reference_ttl: float = DEFAULT_TTL_S,
-                 dc_ports: dict[int, int] | None = None):
+                 dc_ports: dict[int, int] | None = None,
+                 max_file_requests_per_account: int = DEFAULT_MAX_FILE_REQUESTS):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
@@ -188,7 +191,12 @@ class TgSim:
         self.exported_auth: dict[bytes, tuple[int, int]] = {}  # -> (user, target DC)
         self.srp_states: dict[int, object] = {}
         self._servers: dict[int, asyncio.base_events.Server] = {}
+        # per-account file requests in flight and exported authorizations (tgsim/file_limits.py)
+        self.file_limit = FileRequestLimit(max_file_requests_per_account)
+        self.export_limit = ExportLimit()
         from tgsim import api  # noqa: F401 - registers the handlers
+        from tgsim.cdn import Cdn
+        self.cdn = Cdn(self)
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> "TgSim":
@@ -198,12 +206,15 @@ class TgSim:
             self._servers[dc] = server
             self.dc_ports[dc] = server.sockets[0].getsockname()[1]
         self.port = self.dc_ports[DC_ID]
-        log.info("tgsim listening on %s", self.server_spec)
+        from tgsim.cdn import CDN_DC
+        await self.cdn.start(functools.partial(self._on_connect, CDN_DC, cdn=True))
+        log.info("tgsim listening on %s (CDN on %s)", self.server_spec, self.cdn.port)
         return self
 
     async def stop(self) -> None:
         for server in self._servers.values():
             server.close()
+        await self.cdn.stop()
         for conn in list(self.connections):
             conn.close()
         for server in self._servers.values():
@@ -291,8 +302,8 @@ class TgSim:
 
     # connection loop ---------------------------------------------------------------------
     async def _on_connect(self, dc_id: int, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter):
-        conn = Connection(self, reader, writer, dc_id)
+                          writer: asyncio.StreamWriter, cdn: bool = False):
+        conn = Connection(self, reader, writer, dc_id, cdn=cdn)
         self.connections.add(conn)
         self.stats["connections"] += 1
         try:
@@ -321,19 +332,21 @@ class TgSim:
         length = int.from_bytes(packet[16:20], "little")
         req = TLObject.read(BytesIO(packet[20:20 + length]))
         hs = conn.handshake
+        # a CDN DC has RSA keys of its own, published by help.getCdnConfig (core.telegram.org/cdn)
+        key = self.cdn.key if conn.cdn else self.key
         if isinstance(req, (raw.functions.ReqPqMulti, raw.functions.ReqPq)):
             hs.clear()
             hs["nonce"] = req.nonce
             hs["server_nonce"] = int.from_bytes(os.urandom(16), "little", signed=True)
             await conn.send_plain(raw.types.ResPQ(
                 nonce=req.nonce, server_nonce=hs["server_nonce"], pq=_PQ,
-                server_public_key_fingerprints=[self.key.fingerprint]))
+                server_public_key_fingerprints=[key.fingerprint]))
         elif isinstance(req, raw.functions.ReqDHParams):
             if req.nonce != hs.get("nonce") or req.server_nonce != hs.get("server_nonce"):
                 raise ValueError("nonce mismatch")
-            if req.public_key_fingerprint != self.key.fingerprint:
+            if req.public_key_fingerprint != key.fingerprint:
                 raise ValueError("unknown fingerprint")
-            plain = self.key.decrypt(req.encrypted_data)[-255:]
+            plain = key.decrypt(req.encrypted_data)[-255:]
             inner = TLObject.read(BytesIO(plain[20:]))
             if sha1(inner.write()).digest() != plain[:20]:
                 raise ValueError("bad inner hash")
@@ -432,8 +445,6 @@ class TgSim:
         task.add_done_callback(conn.tasks.discard)
 
     async def _rpc(self, conn: Connection, session: Session, req_msg_id: int, query) -> None:
-        from tgsim.api import Call, dispatch
-
         no_updates = False
         while True:  # unwrap invokeWithLayer, initConnection and friends
             if isinstance(query, raw.functions.InvokeWithoutUpdates):
@@ -449,17 +460,34 @@ class TgSim:
             break
         name = ".".join(query.QUALNAME.split(".")[1:])
         self.stats[name] += 1
+        account = conn.user_id
+        slot = self.file_limit.enter(name, account)  # in flight from receipt to answer
+        try:
+            await self._answer(conn, session, req_msg_id, query, name, no_updates, slot)
+        finally:
+            if slot:
+                self.file_limit.leave(account)
+
+    async def _answer(self, conn: Connection, session: Session, req_msg_id: int, query,
+                      name: str, no_updates: bool, slot: bool | None) -> None:
+        from tgsim.api import Call, dispatch
+        from tgsim.cdn import check_dc
+
         try:
             delay = self.faults.delay_for(name)
             if delay:
                 await asyncio.sleep(delay)
-            errors = self.faults.errors.get(name)
-            if errors:
-                raise RpcFail(400, errors.pop(0))
-            wait = self.faults.flood_wait(name)
-            if wait is not None:
+            check_dc(conn, name)
+            if slot is False:  # over the account's cap of file requests in flight
+                self.stats["file_cap_floods"] += 1
+                raise RpcFail(420, f"FLOOD_WAIT_{self.file_limit.wait_s}")
+            error = self.faults.next_error(name)
+            if error:
+                raise RpcFail(*error)
+            flood = self.faults.flood_error(name, conn.user_id)
+            if flood is not None:
                 self.stats["flood_waits"] += 1
-                raise RpcFail(420, f"FLOOD_WAIT_{wait}")
+                raise RpcFail(420, flood)
             call = Call(self, conn, session, no_updates)
             result = await dispatch(call, name, query)
             payload = rpc_result(req_msg_id, result)

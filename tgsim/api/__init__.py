@@ -15,7 +15,7 @@ HANDLERS: dict[str, Handler] = {}
 NO_AUTH = {"help.GetConfig", "help.GetNearestDc", "auth.SendCode", "auth.SignIn", "auth.SignUp",
            "auth.ImportBotAuthorization", "auth.CheckPassword", "account.GetPassword",
            "auth.ImportAuthorization", "auth.LogOut", "help.GetAppConfig", "auth.ResendCode",
-           "auth.CancelCode"}
+           "auth.CancelCode", "upload.GetCdnFile"}  # CDN keys are never authorized
 
 
 def handles(*names: str):
@@ -109,4 +109,4 @@ async def dispatch(call: Call, name: str, query) -> object:
     return await handler(call, query)
 
 
-from tgsim.api import auth, channels, messages, misc, upload  # noqa: E402,F401
+from tgsim.api import auth, cdn, channels, messages, misc, upload  # noqa: E402,F401

@@ -217,6 +217,10 @@ async def export_auth(call: Call, q):
     me = call.me
     if q.dc_id not in DC_IDS or q.dc_id == call.dc_id:
         raise RpcFail(400, "DC_ID_INVALID")
+    # once per DC and kept, or flooded (tgsim/file_limits.py; core.telegram.org/api/datacenter)
+    wait = call.sim.export_limit.check(me.id, q.dc_id)
+    if wait is not None:
+        raise RpcFail(420, f"FLOOD_WAIT_{wait}")
     call.sim.exports[(q.dc_id, me.id)] += 1
     token = os.urandom(32)
     exported = call.sim.exported_auth

@@ -21,6 +21,7 @@ async def get_config(call: Call, q):
     for dc, (host, port) in call.sim.dc_table.items():
         options.append(raw.types.DcOption(id=dc, ip_address=host, port=port))
         options.append(raw.types.DcOption(id=dc, ip_address=host, port=port, media_only=True))
+    options += call.sim.cdn.dc_options()  # the CDN DC, on a port of its own (tgsim/cdn.py)
     now = int(time.time())
     return raw.types.Config(
         date=now, expires=now + 3600, test_mode=False, this_dc=call.dc_id, dc_options=options,

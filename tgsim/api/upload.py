@@ -85,6 +85,11 @@ async def get_file(call: Call, q):
     if not q.precise and (MB % limit or offset // MB != (offset + limit - 1) // MB):
         raise RpcFail(400, "LIMIT_INVALID")
     path, size = _locate(call, q.location)
+    if (getattr(q.location, "id", None) in call.sim.faults.cdn_redirect
+            and not getattr(q.location, "thumb_size", "")):
+        # a popular file: redirected to a CDN even when cdn_supported is not set
+        # (pyrogram#1265, Telethon#4485; core.telegram.org/cdn)
+        return call.sim.cdn.redirect(call.world.media[q.location.id])
     if call.sim.faults.stall_file_calls > 0:
         call.sim.faults.stall_file_calls -= 1
         await asyncio.sleep(3600)  # cancelled when the connection closes
