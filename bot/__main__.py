@@ -36,13 +36,21 @@ def _start_tracemalloc(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _run_bot(settings) -> int:
+    # Render sends SIGTERM on every deploy, maybe while the heavy imports below still run:
+    # from here on a stop is noted at once and honoured at whatever stage start-up is.
+    early: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: early.append(signum))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
     from bot.app import App
+    from bot.startup import StartupError
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if early:
+            stop.set()
         _start_tracemalloc(loop)
         await App(settings).run_forever(stop)
 
@@ -51,6 +59,12 @@ def _run_bot(settings) -> int:
     except ConfigError as e:
         print(f"Configuration error: {e}", file=sys.stderr)
         return 2
+    except StartupError as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 
@@ -116,7 +130,7 @@ def main(argv: list[str]) -> int:
 
         return run_load(_parse_rehearse(argv[1:]))
     try:
-        settings = load_settings()
+        settings = load_settings(env_file=os.environ.get("CONFIG_ENV", "config.env") or None)
     except ConfigError as e:
         print(f"Configuration error: {e}", file=sys.stderr)
         return 2
@@ -129,9 +143,14 @@ def main(argv: list[str]) -> int:
         return 2
     if not settings.has_telegram_credentials:
         missing = ", ".join(settings.missing_credentials())
+        if settings.deployed:
+            # A forgotten secret on a host must not turn into a loop of rehearsals.
+            print(f"Configuration error: {missing} not set (required when deployed; see "
+                  "config.env.example)", file=sys.stderr)
+            return 2
         print(f"No Telegram credentials: set {missing} (see config.env.example).")
-        print("Meanwhile, here is the bot rehearsing against tgsim, the simulated Telegram "
-              "on loopback (python -m bot --sim):\n")
+        print("This is a rehearsal, not the bot: it runs against tgsim, the simulated "
+              "Telegram on loopback (python -m bot --sim), and exits.\n")
         from bot.rehearsal import rehearse
 
         return asyncio.run(rehearse(settings))

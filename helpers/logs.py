@@ -36,21 +36,26 @@ _CODE_RE = re.compile(r"(?<![\w.])\d{5,6}(?!\w|\.\d)")
 _CODE_WINDOW = 40  # characters between the keyword and the digits
 
 _secrets: dict[str, None] = {}  # insertion-ordered set; oldest dropped past the cap
+_pinned: set[str] = set()  # the deployment's own secrets: never dropped
 _secrets_re: re.Pattern[str] | None = None
 _secrets_lock = threading.Lock()
 _setup_lock = threading.Lock()
 
 
-def register_secret(value: str) -> None:
-    """Mask ``value`` wherever it appears in future log lines (API hash, passwords...)."""
+def register_secret(value: str, pinned: bool = False) -> None:
+    """Mask ``value`` wherever it appears in future log lines. ``pinned`` (the API hash, the
+    token, the key) is kept for good; other values are a second line of defence behind the
+    structural rules below and the oldest go past MAX_SECRETS."""
     global _secrets_re
     if not isinstance(value, str) or len(value) < MIN_SECRET_LEN:
         return
     with _secrets_lock:
+        if pinned:
+            _pinned.add(value)
         _secrets.pop(value, None)
         _secrets[value] = None
-        while len(_secrets) > MAX_SECRETS:
-            del _secrets[next(iter(_secrets))]
+        for old in [k for k in _secrets if k not in _pinned][:max(0, len(_secrets) - MAX_SECRETS)]:
+            del _secrets[old]
         _secrets_re = None  # rebuilt lazily on the next redact()
 
 
