@@ -36,13 +36,17 @@ def _start_tracemalloc(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _run_bot(settings) -> int:
-    # Render sends SIGTERM on every deploy, maybe while the heavy imports below still run:
-    # from here on a stop is noted at once and honoured at whatever stage start-up is.
+    # Render sends SIGTERM on every deploy, maybe while the heavy imports below still run.
+    # Nothing is open during them, so a stop then leaves at once; after them it is noted
+    # and honoured at whatever stage start-up has reached.
     early: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, _frame: early.append(signum))
+    previous = {sig: signal.signal(sig, lambda _signum, _frame: os._exit(0))
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     from bot.app import App
     from bot.startup import StartupError
+
+    for sig in previous:
+        signal.signal(sig, lambda signum, _frame: early.append(signum))
 
     async def main() -> None:
         stop = asyncio.Event()
