@@ -15,9 +15,12 @@ import sys
 import time
 from pathlib import Path
 
+from pyrogram import filters
+
 from helpers.database import Database
 from helpers.secrets import SessionCipher, generate_key
-from tests.simclient import API_HASH, API_ID, free_port
+from tests.simclient import API_HASH, API_ID, SimClients, free_port
+from tgsim import TgSim
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGTERM_BIT = 1 << (signal.SIGTERM - 1)
@@ -228,3 +231,57 @@ def test_render_without_credentials_exits_2_and_leaves_nothing(tmp_path):
     assert "API_ID" in r.stderr and "BOT_TOKEN" in r.stderr
     assert r.stdout == ""
     assert sorted(p.name for p in work.iterdir()) == before, "files left behind"
+
+
+async def test_debug_login_with_2fa_leaves_no_secret_in_logs_or_database(tmp_path):
+    code, password = "73915", "tr0ub4dor &3 horse"
+    sim = await TgSim(tmp_path / "tgsim", login_code=code).start()
+    clients = SimClients(sim)
+    bot_acc = sim.world.add_bot("debug_bot")
+    key = generate_key()
+    work = tmp_path / "bot"
+    bot = BotProcess.for_sim(work, sim, bot_acc.bot_token, LOG_LEVEL="DEBUG",
+                             SESSION_KEY=key).start()
+    phone = "+16665550123"
+    try:
+        user = await clients.user(phone, "Secret", password=password)
+        inbox: asyncio.Queue = asyncio.Queue()
+
+        @user.on_message(filters.private & filters.user(bot_acc.id))
+        async def collect(_, message):
+            await inbox.put(message.text or "")
+
+        async def expect(fragment: str) -> None:
+            deadline = time.monotonic() + 30
+            while True:
+                text = await asyncio.wait_for(inbox.get(), deadline - time.monotonic())
+                if fragment in text:
+                    return
+
+        await bot.until(lambda: "MEMORY SNAPSHOT [startup]" in bot.logs(), 60, "start-up")
+        for send, reply in (("/login", "phone number"), (phone, "login code"),
+                            (" ".join(code), "two-step verification"),
+                            (password, "Logged in as")):
+            await user.send_message(bot_acc.username, send)
+            await expect(reply)
+        await bot.sigterm(within=20)
+    finally:
+        bot.close()
+        await clients.stop_all()
+        await sim.stop()
+    db = await Database.open(work / "data" / "bot.db")
+    try:
+        session_string = SessionCipher(key).decrypt(await db.load_session(user.me.id))
+    finally:
+        await db.close()
+    assert "DEBUG" in bot.logs() and "Received:" in bot.logs(), "ran at DEBUG"
+    secrets = {"phone": phone, "phone digits": phone[1:], "code": code,
+               "spaced code": " ".join(code), "password": password,
+               "session string": session_string}
+    files = [p for p in work.rglob("*") if p.is_file()]
+    assert any(p.name == "bot.db" for p in files) and any(p.name == "logs.txt" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        for what, value in secrets.items():
+            found = re.search(rb"(?<![0-9])" + re.escape(value.encode()) + rb"(?![0-9])", data)
+            assert found is None, f"{what} in {path.relative_to(work)}"
