@@ -23,7 +23,7 @@ from helpers import user_settings as us
 from helpers.janitor import Janitor, safe_filename
 from helpers.memory_monitor import MemoryMonitor
 from helpers.progress import ProgressReporter
-from helpers.queue_manager import JobError
+from helpers.queue_manager import JobError, failure_text, mark_told
 from helpers.session_manager import AUTH_GONE as _AUTH_GONE, SessionManager
 from helpers.transfer import Transfers
 
@@ -115,10 +115,9 @@ class Pipeline:
             stopping = self.keep_partial()
             if not stopping:
                 self.janitor.remove_job_dir(job_id)
-            if isinstance(e, JobError):
-                await reporter.finish(f"Job #{job_id} failed: {e}")
-            elif isinstance(e, Exception):
-                await reporter.finish(f"Job #{job_id} failed.")
+            if isinstance(e, Exception):
+                if await reporter.finish(failure_text(job_id, e)):
+                    mark_told(e)
             else:
                 note = "paused for a restart; it will resume" if stopping else "cancelled"
                 await _quietly(reporter.finish(f"Job #{job_id} {note}."))
