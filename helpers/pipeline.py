@@ -75,7 +75,7 @@ class Pipeline:
         markup = self.cancel_markup(job)
         if job.get("delivered"):
             # Sent before a crash cut the bookkeeping short: never send it twice.
-            self.janitor.remove_job_dir(job_id)
+            await self.janitor.remove_job_dir_async(job_id)
             await self.bot.send_message(
                 user_id, f"Job #{job_id} done: it was delivered before the bot restarted.",
                 parse_mode=enums.ParseMode.DISABLED)
@@ -114,7 +114,7 @@ class Pipeline:
             # Anything else ends it here (a retry starts afresh).
             stopping = self.keep_partial()
             if not stopping:
-                self.janitor.remove_job_dir(job_id)
+                await self.janitor.remove_job_dir_async(job_id)
             if isinstance(e, Exception):
                 if await reporter.finish(failure_text(job_id, e)):
                     mark_told(e)
@@ -123,7 +123,7 @@ class Pipeline:
                 await _quietly(reporter.finish(f"Job #{job_id} {note}."))
             raise
         else:
-            self.janitor.remove_job_dir(job_id)
+            await self.janitor.remove_job_dir_async(job_id)
         finally:
             await reporter.close()
 

@@ -3,6 +3,9 @@ failed job one notice (its progress message edited to the failure, no second mes
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
 
 async def _settled(env) -> list:
     """Every message and edit that reached the person once the queue is idle and a /status
@@ -35,3 +38,17 @@ async def test_failed_job_gives_one_notice(env):
     late = [m.text for m in await _settled(env) if "failed" in (m.text or "")]
     assert late == [], late
     assert env.app.queue.failed_count == 1
+
+
+async def test_two_broadcasts_at_once_start_one(env):
+    admin = env.people[0]
+    env.app.settings = dataclasses.replace(env.app.settings, admin_ids=(admin.id,),
+                                           owner_ids=(admin.id,))
+    for uid in range(10_001, 10_041):  # recipients that keep the first run busy ~2 s
+        await env.app.db.ensure_user(uid)
+    await asyncio.gather(admin.say("/broadcast one"), admin.say("/broadcast two"))
+    seen = []
+    await admin.expect(lambda m: seen.append(m.text or "") or "Broadcast finished" in seen[-1],
+                       timeout=60)
+    assert sum("Broadcasting to" in t for t in seen) == 1, seen
+    assert sum("already running" in t for t in seen) == 1, seen
