@@ -285,3 +285,56 @@ async def test_debug_login_with_2fa_leaves_no_secret_in_logs_or_database(tmp_pat
         for what, value in secrets.items():
             found = re.search(rb"(?<![0-9])" + re.escape(value.encode()) + rb"(?![0-9])", data)
             assert found is None, f"{what} in {path.relative_to(work)}"
+
+
+async def test_revoked_bot_session_signs_in_again_and_a_revoked_token_exits_2(sim, tmp_path):
+    bot_acc = sim.world.add_bot("revoked_bot")
+    work = tmp_path / "bot"
+
+    async def started(token: str) -> BotProcess:
+        bot = BotProcess.for_sim(work, sim, token)
+        bot.log = work / f"logs{len(list(work.glob('logs*.txt')))}.txt"
+        bot.env["LOG_FILE"] = str(bot.log)
+        return bot.start()
+
+    bot = await started(bot_acc.bot_token)
+    try:
+        await bot.until(lambda: "MEMORY SNAPSHOT [startup]" in bot.logs(), 60, "start-up")
+        await bot.sigterm(within=20)
+    finally:
+        bot.close()
+    assert (work / "data" / "bot.session").exists()
+    # Logged out server-side (another device terminated it): the token still opens a session.
+    assert sim.revoke(bot_acc.id) >= 1
+    bot = await started(bot_acc.bot_token)
+    try:
+        await bot.until(lambda: "MEMORY SNAPSHOT [startup]" in bot.logs(), 60, "start-up")
+        assert "refused the bot's stored session (AUTH_KEY_UNREGISTERED)" in bot.logs()
+        await bot.sigterm(within=20)
+    finally:
+        bot.close()
+    # The token revoked in @BotFather: a new one replaces it and every session ends.
+    old = bot_acc.bot_token
+    del sim.world.by_token[old]
+    bot_acc.bot_token = f"{bot_acc.id}:{'B' * 35}"
+    sim.world.by_token[bot_acc.bot_token] = bot_acc.id
+    sim.revoke(bot_acc.id)
+    bot = await started(old)
+    try:
+        code, _ = await bot.wait(30)
+        assert code == 2, bot.stderr()
+        assert "BOT_TOKEN was refused by Telegram: ACCESS_TOKEN_INVALID" in bot.logs()
+    finally:
+        bot.close()
+
+
+def test_laptop_without_credentials_rehearses_and_says_so(tmp_path):
+    work = tmp_path / "bot"
+    bot = BotProcess(work)  # no credentials, no deployment marker: a newcomer's laptop
+    r = subprocess.run([sys.executable, "-m", "bot"], cwd=ROOT, env=bot.env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "This is a rehearsal, not the bot" in r.stdout
+    assert "3 jobs in" in r.stdout
+    (rehearsal,) = work.glob("bot-rehearsal-*")
+    assert [p.name for p in rehearsal.iterdir()] == ["logs.txt"]
