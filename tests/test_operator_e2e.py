@@ -338,3 +338,17 @@ def test_laptop_without_credentials_rehearses_and_says_so(tmp_path):
     assert "3 jobs in" in r.stdout
     (rehearsal,) = work.glob("bot-rehearsal-*")
     assert [p.name for p in rehearsal.iterdir()] == ["logs.txt"]
+
+
+async def test_refused_api_id_exits_2_with_one_line(sim, tmp_path):
+    bot_acc = sim.world.add_bot("app_bot")
+    bot = BotProcess.for_sim(tmp_path / "bot", sim, bot_acc.bot_token, API_ID="777",
+                             API_HASH="f" * 32).start()
+    try:
+        code, _ = await bot.wait(30)
+        assert code == 2, bot.stderr()
+        line = "API_ID / API_HASH were refused by Telegram: API_ID_INVALID"
+        assert line in bot.logs() and line in bot.stderr()
+        assert len(bot.stderr().strip().splitlines()) == 1, bot.stderr()
+    finally:
+        bot.close()
