@@ -87,6 +87,7 @@ class App:
                         plugins={"root": "plugins"}, workers=8, max_message_cache_size=200,
                         **opts)
         client.app = self
+        self.bot = client  # the attempt in flight: stop() closes it if start-up is cut short
         return client
 
     def _owned_dirs(self) -> set[str]:
@@ -306,8 +307,11 @@ class App:
                 stopping.cancel()
                 if not starting.done():
                     log.info("Stop requested during start-up")
+                # Again until it lands: on Python 3.11 a cancel that meets a finishing
+                # asyncio.wait_for inside the client library is lost (CPython gh-86296).
+                while not starting.done():
                     starting.cancel()
-                    await asyncio.wait({starting})
+                    await asyncio.wait({starting}, timeout=0.5)
             if starting.cancelled():
                 return
             try:

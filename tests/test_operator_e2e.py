@@ -29,10 +29,13 @@ SIGTERM_BIT = 1 << (signal.SIGTERM - 1)
 class BotProcess:
     """One `python -m bot` with a clean environment and its files under `work`."""
 
+    runs = 0
+
     def __init__(self, work: Path, **settings: str):
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
-        self.log = work / "logs.txt"
+        BotProcess.runs += 1
+        self.log = work / f"logs{BotProcess.runs}.txt"  # one per run, in a shared folder
         self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work),
                     "TMPDIR": str(work), "CONFIG_ENV": "", "PYTHONDONTWRITEBYTECODE": "1",
                     "DATABASE_PATH": str(work / "data" / "bot.db"),
@@ -47,8 +50,8 @@ class BotProcess:
                             "TELEGRAM_SERVER_KEY": str(sim.public_key_path), **settings})
 
     def start(self) -> "BotProcess":
-        self.out = open(self.work / "stdout.txt", "w")
-        self.err = open(self.work / "stderr.txt", "w")
+        self.out = open(self.log.with_suffix(".out"), "w")
+        self.err = open(self.log.with_suffix(".err"), "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=self.env,
                                      stdout=self.out, stderr=self.err)
         return self
@@ -58,7 +61,7 @@ class BotProcess:
 
     def stderr(self) -> str:
         self.err.flush()
-        return (self.work / "stderr.txt").read_text(errors="replace")
+        return self.log.with_suffix(".err").read_text(errors="replace")
 
     def catches_sigterm(self) -> bool:
         try:
@@ -279,7 +282,7 @@ async def test_debug_login_with_2fa_leaves_no_secret_in_logs_or_database(tmp_pat
                "spaced code": " ".join(code), "password": password,
                "session string": session_string}
     files = [p for p in work.rglob("*") if p.is_file()]
-    assert any(p.name == "bot.db" for p in files) and any(p.name == "logs.txt" for p in files)
+    assert any(p.name == "bot.db" for p in files) and bot.log in files
     for path in files:
         data = path.read_bytes()
         for what, value in secrets.items():
@@ -292,10 +295,7 @@ async def test_revoked_bot_session_signs_in_again_and_a_revoked_token_exits_2(si
     work = tmp_path / "bot"
 
     async def started(token: str) -> BotProcess:
-        bot = BotProcess.for_sim(work, sim, token)
-        bot.log = work / f"logs{len(list(work.glob('logs*.txt')))}.txt"
-        bot.env["LOG_FILE"] = str(bot.log)
-        return bot.start()
+        return BotProcess.for_sim(work, sim, token).start()
 
     bot = await started(bot_acc.bot_token)
     try:
@@ -350,5 +350,34 @@ async def test_refused_api_id_exits_2_with_one_line(sim, tmp_path):
         line = "API_ID / API_HASH were refused by Telegram: API_ID_INVALID"
         assert line in bot.logs() and line in bot.stderr()
         assert len(bot.stderr().strip().splitlines()) == 1, bot.stderr()
+    finally:
+        bot.close()
+
+
+async def test_unreachable_with_a_stored_session_is_bounded_too(sim, tmp_path):
+    """The stored session makes the client library retry on its own, without end: each
+    attempt is cut at STARTUP_TIMEOUT, and SIGTERM still ends it at once."""
+    bot_acc = sim.world.add_bot("stored_bot")
+    work = tmp_path / "bot"
+    bot = BotProcess.for_sim(work, sim, bot_acc.bot_token).start()
+    try:
+        await bot.until(lambda: "MEMORY SNAPSHOT [startup]" in bot.logs(), 60, "start-up")
+        await bot.sigterm(within=20)
+    finally:
+        bot.close()
+    gone = f"127.0.0.1:{free_port()}"
+    bot = BotProcess.for_sim(work, sim, bot_acc.bot_token, TELEGRAM_SERVER=gone,
+                             STARTUP_RETRIES="1", STARTUP_TIMEOUT="4").start()
+    try:
+        code, took = await bot.wait(60)
+        assert code == 1, bot.stderr()
+        assert "no answer in time" in bot.stderr()
+        assert took < 30, took
+    finally:
+        bot.close()
+    bot = BotProcess.for_sim(work, sim, bot_acc.bot_token, TELEGRAM_SERVER=gone).start()
+    try:
+        await bot.until(lambda: bot.logs().count("Connecting to Telegram") >= 1, 30, "connect")
+        await bot.sigterm()
     finally:
         bot.close()
