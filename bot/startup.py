@@ -61,9 +61,11 @@ def refusal_line(e: BaseException) -> str | None:
 
 async def close_client(client: Client) -> None:
     """Close whatever a started, half-started or cancelled client holds; never raises."""
-    with contextlib.suppress(Exception):
+    try:
         if client.is_initialized:
             await client.stop()
+    except Exception:  # noqa: BLE001 - closing regardless; the rest below still runs
+        log.warning("bot client stop failed", exc_info=True)
     with contextlib.suppress(Exception):
         if client.is_connected:
             await client.disconnect()
