@@ -123,7 +123,7 @@ async def login_bot(make_client: Callable[[], Client], *, retries: int, attempt_
         if isinstance(error, errors.FloodWait):
             wait = floodwait.record(error.value, "bot login")
         if attempt >= attempts or not floodwait.worth_waiting(wait):
-            raise StartupError(f"Telegram could not be reached after {attempts} attempt(s) "
+            raise StartupError(f"Telegram could not be reached after {attempt} attempt(s) "
                                f"({why}); giving up, start the bot again later",
                                EXIT_UNREACHABLE) from None
         pause = max(wait, min(MAX_BACKOFF_S, backoff_s * 2 ** (attempt - 1)))
