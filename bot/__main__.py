@@ -36,13 +36,25 @@ def _start_tracemalloc(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _run_bot(settings) -> int:
+    # Render sends SIGTERM on every deploy, maybe while the heavy imports below still run.
+    # Nothing is open during them, so a stop then leaves at once; after them it is noted
+    # and honoured at whatever stage start-up has reached.
+    early: list[int] = []
+    previous = {sig: signal.signal(sig, lambda _signum, _frame: os._exit(0))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
     from bot.app import App
+    from bot.startup import StartupError
+
+    for sig in previous:
+        signal.signal(sig, lambda signum, _frame: early.append(signum))
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if early:
+            stop.set()
         _start_tracemalloc(loop)
         await App(settings).run_forever(stop)
 
@@ -51,6 +63,12 @@ def _run_bot(settings) -> int:
     except ConfigError as e:
         print(f"Configuration error: {e}", file=sys.stderr)
         return 2
+    except StartupError as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 
@@ -116,7 +134,7 @@ def main(argv: list[str]) -> int:
 
         return run_load(_parse_rehearse(argv[1:]))
     try:
-        settings = load_settings()
+        settings = load_settings(env_file=os.environ.get("CONFIG_ENV", "config.env") or None)
     except ConfigError as e:
         print(f"Configuration error: {e}", file=sys.stderr)
         return 2
@@ -129,9 +147,14 @@ def main(argv: list[str]) -> int:
         return 2
     if not settings.has_telegram_credentials:
         missing = ", ".join(settings.missing_credentials())
+        if settings.deployed:
+            # A forgotten secret on a host must not turn into a loop of rehearsals.
+            print(f"Configuration error: {missing} not set (required when deployed; see "
+                  "config.env.example)", file=sys.stderr)
+            return 2
         print(f"No Telegram credentials: set {missing} (see config.env.example).")
-        print("Meanwhile, here is the bot rehearsing against tgsim, the simulated Telegram "
-              "on loopback (python -m bot --sim):\n")
+        print("This is a rehearsal, not the bot: it runs against tgsim, the simulated "
+              "Telegram on loopback (python -m bot --sim), and exits.\n")
         from bot.rehearsal import rehearse
 
         return asyncio.run(rehearse(settings))

@@ -15,6 +15,7 @@ from pyrogram.types import BotCommand
 
 from bot.config import ConfigError, Settings
 from bot.server import WebServer
+from bot.startup import StartupError, close_client, login_bot
 from helpers import floodwait
 from helpers.cache import TTLCache
 from helpers.database import Database
@@ -26,7 +27,7 @@ from helpers.pipeline import Pipeline
 from helpers.queue_manager import QueueManager
 from helpers.rate_limit import RateLimiter
 from helpers.secrets import SecretKeyError, SessionCipher, check_key_against
-from helpers.session_manager import SessionManager, stop_dc_sessions
+from helpers.session_manager import SessionManager
 from helpers.transfer import Transfers
 from helpers.telegram_server import client_options
 
@@ -88,6 +89,7 @@ class App:
                         plugins={"root": "plugins"}, workers=8, max_message_cache_size=200,
                         **opts)
         client.app = self
+        self.bot = client  # the attempt in flight: stop() closes it if start-up is cut short
         return client
 
     def _owned_dirs(self) -> set[str]:
@@ -222,9 +224,9 @@ class App:
     async def start(self) -> None:
         s = self.settings
         setup_logging(s.log_file, s.log_level)
-        for value in (s.api_hash, s.bot_token, s.session_key):
+        for value in (s.api_hash, s.bot_token, s.session_key, s.metrics_token):
             if value:
-                register_secret(value)
+                register_secret(value, pinned=True)
         self.db = await Database.open(s.database_path)
         await self._open_cipher()
         self.sessions = SessionManager(
@@ -234,8 +236,9 @@ class App:
             admission=self.monitor.admit, before_close=self.transfers.close_client)
         self.logins = LoginDesk(self.sessions.new_client, self.db.save_session,
                                 lambda: self.cipher)
-        self.bot = self._make_bot()
-        await self.bot.start()
+        self.bot = await login_bot(self._make_bot, retries=s.startup_retries,
+                                   attempt_timeout_s=s.startup_timeout_s,
+                                   session_file=Path(s.database_path).parent / "bot.session")
         log.info("Bot started as @%s", self.bot.me.username)
         await self.bot.set_bot_commands([BotCommand(c, d) for c, d in COMMANDS])
         pipeline = Pipeline(self.bot, self.janitor, self.monitor,
@@ -274,8 +277,11 @@ class App:
         log.info("Shutting down")
         if self.queue:
             await self.queue.stop(timeout=20)
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        if tasks:  # a broadcast, a notice: done before the database they write to closes
+            await asyncio.wait(tasks, timeout=5)
         if self.logins:
             await self.logins.stop()
         if self.sessions:
@@ -285,20 +291,38 @@ class App:
         await self.monitor.stop()
         if self.web:
             await self.web.stop()
-        if self.bot and self.bot.is_connected:
-            try:
-                await self.bot.stop()
-            except Exception:  # noqa: BLE001 - shutting down regardless
-                log.exception("bot stop failed")
-        if self.bot:
-            await stop_dc_sessions(self.bot)  # those to other DCs (files there), not in stop()
+        if self.bot is not None:
+            await close_client(self.bot)
         if self.db:
             await self.db.close()
         log.info("Stopped")
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        await self.start()
+        """Start, serve until `stop` is set, stop. A stop during start-up cuts the start
+        short at whatever stage it is; whatever start opened is closed either way."""
         try:
+            if stop.is_set():
+                return
+            starting = asyncio.create_task(self.start(), name="start")
+            stopping = asyncio.create_task(stop.wait(), name="stop-wait")
+            try:
+                await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                if not starting.done():
+                    log.info("Stop requested during start-up")
+                # Again until it lands: on Python 3.11 a cancel that meets a finishing
+                # asyncio.wait_for inside the client library is lost (CPython gh-86296).
+                while not starting.done():
+                    starting.cancel()
+                    await asyncio.wait({starting}, timeout=0.5)
+            if starting.cancelled():
+                return
+            try:
+                starting.result()
+            except (StartupError, ConfigError) as e:
+                log.error("%s", e)
+                raise
             await stop.wait()
         finally:
             await self.stop()

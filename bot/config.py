@@ -23,6 +23,11 @@ _FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
 _INT_RE = re.compile(r"\+?[0-9]{1,18}", re.ASCII)
 _BOT_TOKEN_RE = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{1,200}", re.ASCII)
 _HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", re.ASCII)
+# Set by hosting platforms, never on a laptop: with one of them, missing credentials are a
+# configuration error instead of the newcomer's rehearsal (Render, Heroku, Fly.io, Railway,
+# Cloud Run).
+DEPLOYMENT_MARKERS = ("RENDER", "RENDER_EXTERNAL_URL", "RENDER_SERVICE_ID", "DYNO",
+                      "FLY_APP_NAME", "RAILWAY_ENVIRONMENT", "K_SERVICE")
 _SECRET_FIELDS = frozenset({"api_hash", "bot_token", "session_key", "metrics_token"})
 
 
@@ -70,6 +75,9 @@ class Settings:
     transfer_parts_in_flight: int = 32
     split_mb: int = 0
     messages_per_minute: int = 20
+    startup_retries: int = 5
+    startup_timeout_s: int = 30
+    deployed: bool = False
 
     @property
     def owner_id(self) -> int | None:
@@ -338,4 +346,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
         # tgsim/file_limits.py), and Transfers gates all files of one account at 12 together
         transfer_parts_in_flight=r.int("TRANSFER_PARTS_IN_FLIGHT", 12, maximum=64),
         messages_per_minute=r.int("MESSAGES_PER_MINUTE", 20, maximum=10_000),
+        startup_retries=r.int("STARTUP_RETRIES", 5, minimum=0, maximum=1000),
+        startup_timeout_s=r.int("STARTUP_TIMEOUT", 30, maximum=3600),
+        deployed=any(r.raw(name) for name in DEPLOYMENT_MARKERS),
     )

@@ -16,6 +16,7 @@ from pyrogram import Client, filters
 
 from bot.config import Settings
 from bot.rehearsal_load import sha256_file, sign_in
+from helpers.links import bare_channel_id
 
 API_ID, API_HASH = 12345, "0123456789abcdef0123456789abcdef"
 
@@ -66,7 +67,7 @@ async def rehearse(base: Settings) -> int:
         await user.promote_chat_member(locked.id, "rehearsal_bot")
         secret = await user.send_document(locked.id, str(src), caption="protected sample")
         links = [f"https://t.me/rehearsalchan/{posts[0].id}-{posts[1].id}",
-                 f"https://t.me/c/{str(locked.id)[4:]}/{secret.id}"]
+                 f"https://t.me/c/{bare_channel_id(locked.id)}/{secret.id}"]
         start = time.monotonic()
         await user.send_message("rehearsal_bot", "\n".join(links))
         want = sha256_file(str(src))

@@ -151,8 +151,13 @@ class Janitor:
     def file_path(self, job_id: int, name: str | None, fallback: str = "file") -> Path:
         return self.job_dir(job_id) / safe_filename(name, fallback)
 
+    async def remove_job_dir_async(self, job_id: int) -> int:
+        """remove_job_dir in a thread: the walk and the unlink of a 4 GB file take long
+        enough on a slow disk to stall every other job's progress and every reply."""
+        return await asyncio.to_thread(self.remove_job_dir, job_id)
+
     def remove_job_dir(self, job_id: int) -> int:
-        """Returns the bytes freed (0 when the folder was already gone)."""
+        """Blocking. Returns the bytes freed (0 when the folder was already gone)."""
         path = str(self.assets_dir / str(int(job_id)))
         try:
             _, size = _tree_stat(path)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ACCEPTED_FORMS", "LinkError", "LinkRef", "parse", "parse_batch",
-    "MAX_MESSAGE_ID", "MAX_CHANNEL_ID", "MAX_TEXT_LEN",
+    "MAX_MESSAGE_ID", "MAX_CHANNEL_ID", "MAX_TEXT_LEN", "channel_chat_id", "bare_channel_id",
 ]
 
 MAX_TEXT_LEN = 4096
@@ -21,6 +21,18 @@ MAX_MESSAGE_ID = 2**31 - 1
 # t.me/c/<id> carries a bare channel id; modern ids are past 2**31, so the bound is
 # the client library's channel id space (10**12 - 2**31), not int32.
 MAX_CHANNEL_ID = 10**12 - 2**31
+_CHANNEL_SHIFT = 10**12  # Bot API chat id of channel N: -(10**12 + N), whatever N's width
+
+
+def channel_chat_id(bare_id: int) -> int:
+    """t.me/c/<bare_id> -> the chat id the client library takes (-1001234567890 for
+    1234567890). Arithmetic, not "-100" + digits: that is right only for 10-digit ids."""
+    return -(_CHANNEL_SHIFT + int(bare_id))
+
+
+def bare_channel_id(chat_id: int) -> int:
+    """The inverse: the number a t.me/c/ link carries for a channel's chat id."""
+    return -int(chat_id) - _CHANNEL_SHIFT
 
 ACCEPTED_FORMS = (
     "Accepted link forms:\n"
@@ -78,9 +90,9 @@ class LinkRef:
 
     @property
     def chat_id(self) -> str | int | None:
-        """The peer to resolve: -100-prefixed id for private chats, username otherwise."""
+        """The peer to resolve: the channel's chat id for private chats, username otherwise."""
         if self.kind == "private":
-            return int(f"-100{self.chat}")
+            return channel_chat_id(int(self.chat))
         if self.kind == "invite":
             return None
         return self.chat

@@ -21,6 +21,7 @@ from helpers import floodwait
 from helpers.logs import register_secret
 from helpers.secrets import SessionCipher
 from helpers.session_manager import stop_dc_sessions
+from helpers.tasks import cancel_and_wait
 
 log = logging.getLogger("login")
 
@@ -265,9 +266,8 @@ class LoginDesk:
 
     async def stop(self) -> None:
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            sweeper, self._sweeper = self._sweeper, None
+            await cancel_and_wait(sweeper)
         for uid in list(self._flows):
             await self.cancel(uid)
 

@@ -4,6 +4,12 @@ Logs are read by operators and pasted into issues, and the bot handles phone num
 login codes, 2FA passwords, session strings and its own token. Redaction runs on the
 handlers, so every record that reaches a file or the console passes through it,
 whichever library emitted it.
+
+The first rule is structural: the client library's records never carry the values of the
+Telegram objects they mention. At DEBUG its session logs every message sent and received,
+and those hold what users type in the /login conversation (a phone, a code with spaces, a
+password) before anything could register them as secrets. Such objects are logged as their
+outline (type names only). Pattern masking and registered secrets are the second line.
 """
 
 from __future__ import annotations
@@ -36,21 +42,26 @@ _CODE_RE = re.compile(r"(?<![\w.])\d{5,6}(?!\w|\.\d)")
 _CODE_WINDOW = 40  # characters between the keyword and the digits
 
 _secrets: dict[str, None] = {}  # insertion-ordered set; oldest dropped past the cap
+_pinned: set[str] = set()  # the deployment's own secrets: never dropped
 _secrets_re: re.Pattern[str] | None = None
 _secrets_lock = threading.Lock()
 _setup_lock = threading.Lock()
 
 
-def register_secret(value: str) -> None:
-    """Mask ``value`` wherever it appears in future log lines (API hash, passwords...)."""
+def register_secret(value: str, pinned: bool = False) -> None:
+    """Mask ``value`` wherever it appears in future log lines. ``pinned`` (the API hash, the
+    token, the key) is kept for good; other values are a second line of defence behind the
+    structural rules below and the oldest go past MAX_SECRETS."""
     global _secrets_re
     if not isinstance(value, str) or len(value) < MIN_SECRET_LEN:
         return
     with _secrets_lock:
+        if pinned:
+            _pinned.add(value)
         _secrets.pop(value, None)
         _secrets[value] = None
-        while len(_secrets) > MAX_SECRETS:
-            del _secrets[next(iter(_secrets))]
+        for old in [k for k in _secrets if k not in _pinned][:max(0, len(_secrets) - MAX_SECRETS)]:
+            del _secrets[old]
         _secrets_re = None  # rebuilt lazily on the next redact()
 
 
@@ -96,12 +107,52 @@ def redact(text: str) -> str:
     return text
 
 
+_OUTLINE_MAX = 24  # type names per record; an update batch can hold hundreds
+
+
+def tl_outline(obj, _budget: list[int] | None = None) -> str:
+    """A Telegram object as its tree of type names, no field values: `Message(MsgContainer(
+    Message(UpdateShort(UpdateNewMessage(Message(PeerUser)))))`."""
+    budget = [_OUTLINE_MAX] if _budget is None else _budget
+    budget[0] -= 1
+    name = getattr(type(obj), "QUALNAME", type(obj).__name__)
+    if budget[0] <= 0:
+        return name
+    inner = []
+    for slot in getattr(type(obj), "__slots__", ()):
+        value = getattr(obj, slot, None)
+        for item in (value if isinstance(value, list) else [value]):
+            if budget[0] <= 0:
+                inner.append("…")
+                break
+            if _is_tl(item):
+                inner.append(tl_outline(item, budget))
+    return f"{name}({', '.join(inner)})" if inner else name
+
+
+def _is_tl(value) -> bool:
+    return hasattr(type(value), "QUALNAME") and hasattr(type(value), "__slots__")
+
+
+def _outline_library_record(record: logging.LogRecord) -> None:
+    """The client library's record with every Telegram object replaced by its outline."""
+    if _is_tl(record.msg):
+        record.msg = tl_outline(record.msg)
+    args = record.args
+    if isinstance(args, tuple) and any(_is_tl(a) for a in args):
+        record.args = tuple(tl_outline(a) if _is_tl(a) else a for a in args)
+    elif isinstance(args, dict) and any(_is_tl(a) for a in args.values()):
+        record.args = {k: tl_outline(a) if _is_tl(a) else a for k, a in args.items()}
+
+
 class RedactingFilter(logging.Filter):
     """Formats the record's message once, redacts it, and freezes it (args = None)."""
 
     _formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("pyrogram"):
+            _outline_library_record(record)
         try:
             message = record.getMessage()
         except Exception:  # malformed args: let logging report it as it normally would

@@ -28,6 +28,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
 import psutil
 
+from helpers.tasks import cancel_and_wait
+
 __all__ = ["MemoryMonitor", "Operation", "Reservation", "sparkline", "MB"]
 
 log = logging.getLogger("memory")
@@ -677,13 +679,11 @@ class MemoryMonitor:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="memory-monitor")
 
     async def stop(self) -> None:
-        for task in (self._task, self._relief_task):
+        tasks = (self._task, self._relief_task)
+        self._task = self._relief_task = None
+        for task in tasks:
             if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._task = None
-        self._relief_task = None
+                await cancel_and_wait(task)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -23,7 +23,7 @@ from helpers import user_settings as us
 from helpers.janitor import Janitor, safe_filename
 from helpers.memory_monitor import MemoryMonitor
 from helpers.progress import ProgressReporter
-from helpers.queue_manager import JobError
+from helpers.queue_manager import JobError, failure_text, mark_told
 from helpers.session_manager import AUTH_GONE as _AUTH_GONE, SessionManager
 from helpers.thumbs import Thumbnails
 from helpers.transfer import Transfers
@@ -78,7 +78,7 @@ class Pipeline:
         markup = self.cancel_markup(job)
         if job.get("delivered"):
             # Sent before a crash cut the bookkeeping short: never send it twice.
-            self.janitor.remove_job_dir(job_id)
+            await self.janitor.remove_job_dir_async(job_id)
             await self._patient(lambda: self.bot.send_message(
                 user_id, f"Job #{job_id} done: it was delivered before the bot restarted.",
                 parse_mode=enums.ParseMode.DISABLED), "notice")
@@ -117,17 +117,16 @@ class Pipeline:
             # Anything else ends it here (a retry starts afresh).
             stopping = self.keep_partial()
             if not stopping:
-                self.janitor.remove_job_dir(job_id)
-            if isinstance(e, JobError):
-                await reporter.finish(f"Job #{job_id} failed: {e}")
-            elif isinstance(e, Exception):
-                await reporter.finish(f"Job #{job_id} failed.")
+                await self.janitor.remove_job_dir_async(job_id)
+            if isinstance(e, Exception):
+                if await reporter.finish(failure_text(job_id, e)):
+                    mark_told(e)
             else:
                 note = "paused for a restart; it will resume" if stopping else "cancelled"
                 await _quietly(reporter.finish(f"Job #{job_id} {note}."))
             raise
         else:
-            self.janitor.remove_job_dir(job_id)
+            await self.janitor.remove_job_dir_async(job_id)
         finally:
             await reporter.close()
 

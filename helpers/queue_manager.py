@@ -35,6 +35,22 @@ class JobError(Exception):
     """An expected failure (bad link, file gone, ...); its text is shown to the user."""
 
 
+def failure_text(job_id: int, exc: BaseException) -> str:
+    """The one notice of a failed job, whoever shows it (the runner's progress message or
+    the queue's own message)."""
+    if isinstance(exc, JobError):
+        return f"Job #{job_id} failed: {str(exc) or 'failed'}"
+    return f"Job #{job_id} failed: an internal error occurred."
+
+
+def mark_told(exc: BaseException) -> None:
+    """The runner has shown the user this failure: the queue must not say it again."""
+    try:
+        exc.user_told = True
+    except AttributeError:  # an exception type without a __dict__: the queue says it
+        pass
+
+
 class SubmitRefused(Exception):
     """Nothing of a submission fits; the text is a reply for the user."""
 
@@ -471,15 +487,18 @@ class QueueManager:
                 await self._finish(entry, "failed", "interrupted")
             return
         exc = task.exception()
+        told = bool(getattr(exc, "user_told", False))
         if exc is None:
             await self._finish(entry, "done")
         elif isinstance(exc, JobError):
-            await self._finish(entry, "failed", str(exc) or "failed")
+            await self._finish(entry, "failed", str(exc) or "failed", told=told)
         else:
             log.error("queue: job #%d crashed", job_id, exc_info=exc)
-            await self._finish(entry, "failed", f"internal error ({type(exc).__name__})")
+            await self._finish(entry, "failed", f"internal error ({type(exc).__name__})",
+                               told=told)
 
-    async def _finish(self, entry: _Active, status: str, error: str | None = None) -> None:
+    async def _finish(self, entry: _Active, status: str, error: str | None = None,
+                      told: bool = False) -> None:
         if not await self.db.set_status(entry.job_id, status, error):
             return  # already ended: never count or notify twice
         if status == "done":
@@ -488,6 +507,8 @@ class QueueManager:
             self.cancelled_count += 1
         else:
             self.failed_count += 1
+            if told:
+                return  # one notice per outcome: the runner's edit said it
             if error and error.startswith("internal error"):
                 text = f"Job #{entry.job_id} failed: an internal error occurred."
             else:

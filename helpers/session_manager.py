@@ -25,6 +25,7 @@ from pyrogram import Client, errors, raw
 from helpers.queue_manager import JobError
 from helpers.secrets import SecretKeyError, SessionCipher
 from helpers.telegram_server import client_options
+from helpers.tasks import cancel_and_wait
 
 log = logging.getLogger("sessions")
 
@@ -357,10 +358,8 @@ class SessionManager:
     async def stop(self) -> None:
         self._closed = True
         if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
-            self._reaper = None
+            reaper, self._reaper = self._reaper, None
+            await cancel_and_wait(reaper)
         async with self._cond:
             entries = list(self._live.values())
             self._live.clear()

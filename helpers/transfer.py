@@ -58,6 +58,7 @@ from pyrogram.session.session import Result as _Result
 from helpers import floodwait
 from helpers.file_reference import RefreshedLocation
 from helpers.cdn import CdnFile, CdnHashMismatch, trust_cdn_keys
+from helpers.tasks import cancel_and_wait
 
 log = logging.getLogger("transfer")
 
@@ -501,10 +502,11 @@ class Transfers:
     async def close(self) -> None:
         """Close everything (at shutdown)."""
         if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(BaseException):
-                await self._reaper
-            self._reaper = None
+            reaper, self._reaper = self._reaper, None
+            try:
+                await cancel_and_wait(reaper)
+            except Exception:  # noqa: BLE001 - closing regardless
+                log.exception("transfer reaper failed")
         for pool in list(self._pools.values()):
             for conn in list(pool.conns):
                 self._doom(conn, force=True)

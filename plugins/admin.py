@@ -101,8 +101,13 @@ async def broadcast_cmd(client: Client, message):
     if app.broadcasting:
         await _reply(message, "A broadcast is already running; wait for its report.")
         return
-    total = await app.db.count_users()
-    await _reply(message, f"Broadcasting to {total} user(s)…")
+    app.broadcasting = True  # before any await: a second /broadcast meanwhile is refused
+    try:
+        total = await app.db.count_users()
+        await _reply(message, f"Broadcasting to {total} user(s)…")
+    except BaseException:
+        app.broadcasting = False
+        raise
 
     async def send(uid: int):
         if source is not None:
@@ -110,7 +115,6 @@ async def broadcast_cmd(client: Client, message):
         return await client.send_message(uid, text, parse_mode=enums.ParseMode.DISABLED)
 
     async def run():
-        app.broadcasting = True
         try:
             result = await broadcast(app.db.iter_user_ids(), send,
                                      skip=lambda uid: uid == message.from_user.id)

@@ -1,8 +1,11 @@
-"""/start and /help."""
+"""/start, /help, and the one-line answer to a command the bot does not know."""
+
+import re
 
 from pyrogram import Client, enums, filters
 
 from helpers.links import ACCEPTED_FORMS
+from plugins.admin import ADMIN_COMMANDS
 
 HELP = f"""I download media from Telegram links and send it back to you.
 
@@ -18,6 +21,30 @@ Send me one or more t.me links, or use a command:
 /cancel - leave a login or settings prompt (or cancel your jobs)
 
 {ACCEPTED_FORMS}"""
+
+
+# Every command /help lists, and the admins' ones: adding a command to HELP makes it known.
+KNOWN_COMMANDS = frozenset(re.findall(r"^/(\w+)", HELP, re.M)) | frozenset(ADMIN_COMMANDS)
+
+
+def command_name(text: str) -> str | None:
+    """'/Help@my_bot args' -> 'help'; None when the text is not a command."""
+    if not text.startswith("/") or len(text) < 2:
+        return None
+    return text.split()[0][1:].split("@")[0].lower()
+
+
+def _unknown(_, __, message) -> bool:
+    name = command_name(message.text or "")
+    return name is not None and name not in KNOWN_COMMANDS
+
+
+@Client.on_message(filters.private & filters.text & filters.create(_unknown), group=1)
+async def unknown_command(client: Client, message):
+    # group 1: after the login and settings prompts (group -1) have had their say.
+    name = command_name(message.text)[:32]
+    await message.reply(f"I do not know the command /{name}. Send /help to see what I can do.",
+                        parse_mode=enums.ParseMode.DISABLED)
 
 
 @Client.on_message(filters.private & filters.command(["start", "help"]))

@@ -43,7 +43,6 @@ class CdnEntry:
     media_id: int
     key: bytes
     iv: bytes
-    on_cdn: bool = True  # False: the next getCdnFile answers cdnFileReuploadNeeded
     request_token: bytes | None = None
 
 
@@ -66,6 +65,10 @@ class Cdn:
         self._key: crypto.ServerKey | None = None
         self.tokens: collections.OrderedDict[bytes, CdnEntry] = collections.OrderedDict()
         self.stats: collections.Counter[str] = collections.Counter()
+        # media not on the CDN yet: getCdnFile answers cdnFileReuploadNeeded for every token
+        # of it until the master reuploads it (a property of the file, not of one redirect,
+        # so parts redirected at once all meet it)
+        self.absent: set[int] = set()
 
     @property
     def key(self) -> crypto.ServerKey:
@@ -99,7 +102,7 @@ class Cdn:
         faults = self.sim.faults
         if faults.cdn_reupload_needed > 0:
             faults.cdn_reupload_needed -= 1
-            entry.on_cdn = False
+            self.absent.add(media.id)
         self.tokens[token] = entry
         while len(self.tokens) > MAX_TOKENS:
             self.tokens.popitem(last=False)
@@ -137,7 +140,8 @@ class Cdn:
         entry = self.entry(token)
         if entry.request_token is None or request_token != entry.request_token:
             raise RpcFail(400, "REQUEST_TOKEN_INVALID")
-        entry.on_cdn, entry.request_token = True, None
+        self.absent.discard(entry.media_id)
+        entry.request_token = None
         self.stats["reuploads"] += 1
         return self.hashes(entry, 0)
 
@@ -151,7 +155,7 @@ class Cdn:
             raise RpcFail(400, "LIMIT_INVALID")
         entry = self.entry(token)
         faults = self.sim.faults
-        if not entry.on_cdn:
+        if entry.media_id in self.absent:
             # one request token until the master has reuploaded the file; a stale one is
             # refused with REQUEST_TOKEN_INVALID
             entry.request_token = entry.request_token or os.urandom(16)

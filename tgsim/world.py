@@ -142,6 +142,9 @@ class World:
         self.files_dir.mkdir(parents=True, exist_ok=True)
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         self.login_code = login_code
+        # Registered applications (api_id -> api_hash, https://core.telegram.org/myapp): a
+        # login with any other pair is refused with API_ID_INVALID, as Telegram does.
+        self.apps: dict[int, str] = {12345: "0123456789abcdef0123456789abcdef"}
         # Telegram refuses access_hash 0 for a channel the client has not seen lately; by
         # default tgsim lets members use it, True makes it as strict as Telegram.
         self.strict_access_hash = False

@@ -211,7 +211,21 @@ def test_example_file_documents_every_variable():
                 "TELEGRAM_SERVER", "TELEGRAM_SERVER_KEY", "MEMORY_LIMIT_MB", "MEMORY_WARN_MB",
                 "SPIKE_MB", "MEMORY_CHECK_INTERVAL", "PORT", "PROGRESS_INTERVAL",
                 "JANITOR_MAX_AGE", "FREE_DAILY_JOBS", "PREMIUM_DAILY_JOBS", "FREE_BATCH_CAP",
-                "PREMIUM_BATCH_CAP", "RENDER", "RENDER_EXTERNAL_URL", "LOG_LEVEL", "CONSTRAINED"]:
+                "PREMIUM_BATCH_CAP", "RENDER", "RENDER_EXTERNAL_URL", "LOG_LEVEL", "CONSTRAINED",
+                "STARTUP_RETRIES", "STARTUP_TIMEOUT", "CONFIG_ENV"]:
         assert re.search(rf"^#? ?{var}=", text, re.M), var
     # The example itself must load cleanly (blank values mean "use the default").
     assert load(env_file=str(example)).port == 8080
+
+
+@pytest.mark.parametrize("marker", ["RENDER", "RENDER_EXTERNAL_URL", "DYNO", "FLY_APP_NAME"])
+def test_deployment_markers(marker):
+    assert load_settings(environ={marker: "x"}, env_file=None).deployed
+    assert not load_settings(environ={}, env_file=None).deployed
+
+
+def test_startup_bounds():
+    s = load_settings(environ={"STARTUP_RETRIES": "0", "STARTUP_TIMEOUT": "5"}, env_file=None)
+    assert (s.startup_retries, s.startup_timeout_s) == (0, 5)
+    with pytest.raises(ConfigError, match="STARTUP_RETRIES"):
+        load_settings(environ={"STARTUP_RETRIES": "-1"}, env_file=None)

@@ -324,3 +324,13 @@ def test_batch_rejections(args, fragment):
     with pytest.raises(LinkError) as info:
         parse_batch(args, cap=20)
     assert fragment.lower() in str(info.value).lower(), str(info.value)
+
+
+@pytest.mark.parametrize("bare", [1, 5, 99, 123456, 1234567890, 2345678901, 10**11 + 7,
+                                  10**12 - 2**31])
+def test_private_chat_id_is_arithmetic_at_every_width(bare):
+    from helpers.links import bare_channel_id, channel_chat_id
+
+    ref = one(f"https://t.me/c/{bare}/3")
+    assert ref.chat_id == -(10**12 + bare) == channel_chat_id(bare)
+    assert bare_channel_id(ref.chat_id) == bare

@@ -100,8 +100,17 @@ def _authorize(call: Call, acc) -> raw.types.auth.Authorization:
     return raw.types.auth.Authorization(user=user(acc, acc.id))
 
 
+def _check_app(call: Call, q) -> None:
+    # https://core.telegram.org/method/auth.sendCode and
+    # https://core.telegram.org/method/auth.importBotAuthorization: 400 API_ID_INVALID for an
+    # api_id / api_hash pair that is not a registered application.
+    if call.world.apps.get(q.api_id) != q.api_hash:
+        raise RpcFail(400, "API_ID_INVALID")
+
+
 @handles("auth.SendCode")
 async def send_code(call: Call, q):
+    _check_app(call, q)
     phone = q.phone_number.strip().lstrip("+").replace(" ", "")
     if not phone.isdigit() or not 5 <= len(phone) <= 15:
         raise RpcFail(400, "PHONE_NUMBER_INVALID")
@@ -196,6 +205,7 @@ async def check_password(call: Call, q):
 
 @handles("auth.ImportBotAuthorization")
 async def import_bot(call: Call, q):
+    _check_app(call, q)
     uid = call.world.by_token.get(q.bot_auth_token)
     if uid is None:
         raise RpcFail(400, "ACCESS_TOKEN_INVALID")
