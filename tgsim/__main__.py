@@ -13,7 +13,8 @@ from tgsim.server import TgSim
 
 
 async def _main(args: argparse.Namespace) -> int:
-    sim = TgSim(args.data, port=args.port, login_code=args.code)
+    sim = TgSim(args.data, port=args.port, login_code=args.code,
+                update_log_size=args.update_log_size)
     sim.faults.latency_s = max(0.0, args.latency_ms) / 1000
     sim.faults.bandwidth_bps = int(max(0.0, args.bandwidth_mbps) * 1_000_000 / 8)
     bot = sim.world.add_bot(args.bot_username, first_name="Downloader Bot")
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="delay added before every RPC answer (default 0)")
     parser.add_argument("--bandwidth-mbps", type=float, default=0.0,
                         help="cap per connection and direction in Mbit/s (default 0: none)")
+    parser.add_argument("--update-log-size", type=int, default=1000,
+                        help="events kept per account and channel for updates.getDifference; "
+                             "older ones answer differenceTooLong (default 1000)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -21,6 +21,7 @@ from pyrogram.raw.core import Int, Long, MsgContainer, TLObject
 from tgsim import crypto
 from tgsim.faults import Faults, Throttle
 from tgsim.transport import Framing, detect
+from tgsim.update_log import UpdateLog
 from tgsim.world import World
 
 log = logging.getLogger("tgsim")
@@ -58,6 +59,11 @@ class Session:
     content_count: int = 0
     announced: bool = False
     no_updates: bool = False
+    last_seen: float = field(default_factory=time.monotonic)
+    # updates sent while this session's connection was down, for the same session coming
+    # back on a new connection (see TgSim.push)
+    undelivered: collections.deque = field(
+        default_factory=lambda: collections.deque(maxlen=TgSim.SESSION_QUEUE))
 
     def next_msg_id(self, response: bool) -> int:
         base = int(time.time() * 2**32) & ~3
@@ -138,8 +144,15 @@ def rpc_error(req_msg_id: int, code: int, message: str) -> bytes:
 class TgSim:
     """One simulated Telegram. `await start()` listens on 127.0.0.1:port (0 = a free port)."""
 
+    # A session whose connection dropped keeps at most this many updates, for this long, for
+    # the same session resuming on a new connection (an MTProto session belongs to the
+    # client application, not to one TCP connection: core.telegram.org/mtproto). A new
+    # session, i.e. a restarted client, gets none of them: it must call updates.getDifference.
+    SESSION_QUEUE = 100
+    SESSION_RESUME_S = 60.0
+
     def __init__(self, data_dir: str | os.PathLike, port: int = 0, host: str = "127.0.0.1",
-                 login_code: str = "12345"):
+                 login_code: str = "12345", update_log_size: int = 1000):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
@@ -151,7 +164,9 @@ class TgSim:
         self.auth_keys: dict[bytes, AuthKey] = {}
         self.sessions: dict[tuple[bytes, bytes], Session] = {}
         self.connections: set[Connection] = set()
-        self.pending_updates: dict[int, collections.deque] = {}
+        # what getDifference serves; its size is the horizon past which a client gets
+        # updates.differenceTooLong (core.telegram.org/api/updates, "Recovering gaps")
+        self.updates = UpdateLog(update_log_size)
         self.callback_waiters: dict[int, asyncio.Future] = {}
         self.stats = collections.Counter()
         self.pending_login: dict[bytes, tuple[str, object]] = {}
@@ -326,7 +341,9 @@ class TgSim:
         session = self.sessions.get(skey)
         if session is None:
             session = self.sessions[skey] = Session(auth=auth, session_id=session_id, conn=conn)
+        resumed = session.conn is not conn
         session.conn = conn
+        session.last_seen = time.monotonic()
         if salt != auth.salt:
             await conn.send_message(session, raw.types.BadServerSalt(
                 bad_msg_id=message.msg_id, bad_msg_seqno=message.seq_no, error_code=48,
@@ -337,7 +354,8 @@ class TgSim:
             await conn.send_message(session, raw.types.NewSessionCreated(
                 first_msg_id=message.msg_id, unique_id=int.from_bytes(os.urandom(8), "little", signed=True),
                 server_salt=auth.salt).write(), response=False)
-        await self._flush_pending(auth)
+        if resumed and session.undelivered:
+            self._resume(session)
         messages = message.body.messages if isinstance(message.body, MsgContainer) else [message]
         for msg in messages:
             self._handle_message(conn, session, msg)
@@ -421,24 +439,45 @@ class TgSim:
                 best = s
         return best
 
+    def _resumable_session(self, user_id: int) -> Session | None:
+        """The account's updates session whose connection dropped lately, if any."""
+        now = time.monotonic()
+        best: Session | None = None
+        for s in self.sessions.values():
+            if (s.auth.user_id != user_id or s.auth.revoked or s.no_updates
+                    or now - s.last_seen > self.SESSION_RESUME_S):
+                continue
+            if best is None or s.last_seen > best.last_seen:
+                best = s
+        return best
+
     def push(self, user_id: int, updates: TLObject) -> None:
+        """Send an Updates container to the account's live updates session. Nothing is kept
+        for an account with no session: what happened meanwhile is in the update log, for
+        updates.getDifference (core.telegram.org/api/updates, "Recovering gaps")."""
+        acc = self.world.accounts.get(user_id)
+        if acc is not None and isinstance(updates, raw.types.Updates):
+            acc.seq += 1
+            updates.seq = acc.seq
         session = self._updates_session(user_id)
         if session is None:
-            queue = self.pending_updates.setdefault(user_id, collections.deque(maxlen=200))
-            queue.append(updates)
+            session = self._resumable_session(user_id)
+            if session is not None:
+                session.undelivered.append(updates)
             return
         conn = session.conn
         self._spawn(conn, self._send_update(conn, session, updates))
+
+    def _resume(self, session: Session) -> None:
+        """The same session is back on a new connection: it gets what was sent to it while
+        the connection was down, if that was recent."""
+        queued = list(session.undelivered)
+        session.undelivered.clear()
+        for updates in queued:
+            self._spawn(session.conn, self._send_update(session.conn, session, updates))
 
     async def _send_update(self, conn: Connection, session: Session, updates: TLObject) -> None:
         try:
             await conn.send_message(session, updates.write(), response=False)
         except (ConnectionError, OSError):
-            pass
-
-    async def _flush_pending(self, auth: AuthKey) -> None:
-        if auth.user_id is None or auth.revoked:
-            return
-        queue = self.pending_updates.pop(auth.user_id, None)
-        while queue:
-            self.push(auth.user_id, queue.popleft())
+            session.undelivered.append(updates)  # for the same session, should it resume
