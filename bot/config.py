@@ -68,6 +68,7 @@ class Settings:
     transfer_parts_in_flight: int = 32
     split_mb: int = 0
     messages_per_minute: int = 20
+    catchup_max_age_s: int = 86400
 
     @property
     def owner_id(self) -> int | None:
@@ -301,4 +302,5 @@ def load_settings(environ: Mapping[str, str] | None = None,
         transfer_parts_in_flight=r.int("TRANSFER_PARTS_IN_FLIGHT", 16 if constrained else 32,
                                        maximum=64),
         messages_per_minute=r.int("MESSAGES_PER_MINUTE", 20, maximum=10_000),
+        catchup_max_age_s=r.int("CATCHUP_MAX_AGE", 86400, maximum=30 * 86400),
     )
