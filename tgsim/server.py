@@ -342,6 +342,8 @@ class TgSim:
         if session is None:
             session = self.sessions[skey] = Session(auth=auth, session_id=session_id, conn=conn)
         resumed = session.conn is not conn
+        if time.monotonic() - session.last_seen > self.SESSION_RESUME_S:
+            session.undelivered.clear()  # too late to resume: getDifference has them
         session.conn = conn
         session.last_seen = time.monotonic()
         if salt != auth.salt:
