@@ -66,10 +66,14 @@ class Catchup:
         max_age_s: messages older than this at catch-up get the offline note, no job.
         lag_s: how long a checkpoint candidate waits before it is committed.
         keep_s: how long handled marks are kept (pruned beyond it).
+        resync_s: how often to ask for a difference while running. Telegram keeps nothing
+            for a connection that stayed down (and says nothing of a gap until the next
+            update), so a client is expected to call getDifference now and then; the
+            library's own watchdog does it every 15 min only with skip_updates=False.
     """
 
     def __init__(self, client, db, *, max_age_s: float, lag_s: float = 60.0,
-                 keep_s: float = 7 * 86400):
+                 keep_s: float = 7 * 86400, resync_s: float = 900.0):
         self.client = client
         self.db = db
         self.max_age_s = max_age_s
@@ -80,6 +84,8 @@ class Catchup:
         self._pruned = 0.0
         self._committed_at: float | None = None  # wall clock of this run's last checkpoint
         self._recovered = False  # the library's state is ours to checkpoint from now on
+        self.resync_s = resync_s
+        self._resynced = time.monotonic()
 
     @property
     def ready(self) -> bool:
@@ -161,6 +167,11 @@ class Catchup:
             state = await self._library_state()
             if state is not None:
                 self._candidate = (now, state)
+        if now - self._resynced >= self.resync_s and self.client.is_connected:
+            self._resynced = now
+            counts = await self.client.recover_gaps()
+            if any(counts):
+                log.info("Resync fetched %s message(s), %s other update(s)", *counts)
         if self._committed_at is not None and now - self._pruned > 3600:
             # never a mark that a catch-up from the checkpoint could still fetch again
             self._pruned = now

@@ -102,3 +102,22 @@ async def test_channel_difference_and_its_horizon(clients, phone, sim):
     assert isinstance(gone, raw.types.updates.ChannelDifferenceTooLong)
     assert gone.dialog.pts == base + 6
     assert [m.message for m in gone.messages][-1] == "p6"
+
+
+async def test_a_long_difference_comes_in_slices(clients, phone):
+    session, state = await _offline_bot(clients, "sliced_sim_bot")
+    sender = await clients.user(phone, "Verbose")
+    for i in range(105):
+        await sender.send_message("sliced_sim_bot", f"s{i}")
+    back = clients.new(session_string=session, no_updates=True)
+    await back.start()
+    clients.started.append(back)
+    first = await back.invoke(raw.functions.updates.GetDifference(
+        pts=state.pts, date=state.date, qts=0))
+    assert isinstance(first, raw.types.updates.DifferenceSlice)
+    assert len(first.new_messages) == 100
+    assert first.intermediate_state.pts == state.pts + 100
+    rest = await back.invoke(raw.functions.updates.GetDifference(
+        pts=first.intermediate_state.pts, date=first.intermediate_state.date, qts=0))
+    assert isinstance(rest, raw.types.updates.Difference)
+    assert [m.message for m in rest.new_messages] == [f"s{i}" for i in range(100, 105)]

@@ -29,8 +29,15 @@ async def client():
     storage = SQLiteStorage("t", workdir=Path("."), in_memory=True)
     await storage.open()
     await storage.set_update_state(UpdateState(0, 10, 0, 1000, 3))
+    resyncs = []
+
+    async def recover_gaps():
+        resyncs.append(time.monotonic())
+        return 0, 0
+
     yield SimpleNamespace(storage=storage, dispatcher=SimpleNamespace(
-        updates_queue=asyncio.Queue(), locks_list=[asyncio.Lock(), asyncio.Lock()]))
+        updates_queue=asyncio.Queue(), locks_list=[asyncio.Lock(), asyncio.Lock()]),
+        is_connected=True, recover_gaps=recover_gaps, resyncs=resyncs)
     await storage.close()
 
 
@@ -75,3 +82,15 @@ def test_what_counts_as_a_link_and_the_note():
     assert asks_for_jobs("see https://T.ME/c/123/4") and asks_for_jobs("telegram.me/x/1")
     assert not asks_for_jobs("/start") and not asks_for_jobs(None)
     assert "26 h ago" in offline_note(26 * 3600) and "5 min ago" in offline_note(300)
+
+
+async def test_a_running_bot_asks_for_a_difference_now_and_then(db, client):
+    c = Catchup(client, db, max_age_s=60, resync_s=3600)
+    c._recovered = True
+    await c.tick()
+    assert client.resyncs == []
+    c.resync_s = 0
+    await c.tick()
+    client.is_connected = False
+    await c.tick()
+    assert len(client.resyncs) == 1
