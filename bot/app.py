@@ -18,6 +18,7 @@ from bot.server import WebServer
 from bot.startup import StartupError, close_client, login_bot
 from helpers import floodwait
 from helpers.cache import TTLCache
+from helpers.catchup import Catchup
 from helpers.database import Database
 from helpers.janitor import Janitor
 from helpers.login import LoginDesk
@@ -60,6 +61,7 @@ class App:
         self.cipher: SessionCipher | None = None
         self.sessions: SessionManager | None = None
         self.logins: LoginDesk | None = None
+        self.catchup: Catchup | None = None
         self.broadcasting = False
         self._tasks: set[asyncio.Task] = set()
         self._bans: TTLCache[int, bool] = TTLCache(maxsize=5000, ttl=60)
@@ -85,9 +87,11 @@ class App:
         workdir = Path(s.database_path).parent
         workdir.mkdir(parents=True, exist_ok=True)
         opts = client_options("bot", s.telegram_servers, s.telegram_server_key, workdir=workdir)
+        # skip_updates: the library would catch up inside start(), before the queue exists and
+        # from a state it stores ahead of the handlers; helpers/catchup.py does it instead
         client = Client("bot", api_id=s.api_id, api_hash=s.api_hash, bot_token=s.bot_token,
                         plugins={"root": "plugins"}, workers=8, max_message_cache_size=200,
-                        **opts)
+                        skip_updates=True, **opts)
         client.app = self
         self.bot = client  # the attempt in flight: stop() closes it if start-up is cut short
         return client
@@ -236,9 +240,13 @@ class App:
             admission=self.monitor.admit, before_close=self.transfers.close_client)
         self.logins = LoginDesk(self.sessions.new_client, self.db.save_session,
                                 lambda: self.cipher)
+        # made before the login, whose handlers may run at once and wait for it; its
+        # client is the one the login ends with
+        self.catchup = Catchup(None, self.db, max_age_s=s.catchup_max_age_s)
         self.bot = await login_bot(self._make_bot, retries=s.startup_retries,
                                    attempt_timeout_s=s.startup_timeout_s,
                                    session_file=Path(s.database_path).parent / "bot.session")
+        self.catchup.client = self.bot
         log.info("Bot started as @%s", self.bot.me.username)
         await self.bot.set_bot_commands([BotCommand(c, d) for c, d in COMMANDS])
         pipeline = Pipeline(self.bot, self.janitor, self.monitor,
@@ -271,6 +279,20 @@ class App:
         self.monitor.start()
         self.janitor.start()
         self.monitor.snapshot("startup", {"port": self.web.bound_port})
+        self.spawn(self._catch_up(), "catch-up")
+
+    async def _catch_up(self) -> None:
+        """What arrived while the bot was down, then the checkpoint kept moving."""
+        try:
+            await self.catchup.recover()
+        except Exception:  # noqa: BLE001 - the bot serves live updates regardless
+            log.exception("catching up on missed updates failed")
+        while True:
+            await asyncio.sleep(15)
+            try:
+                await self.catchup.tick()
+            except Exception:  # noqa: BLE001 - retried at the next tick
+                log.exception("update checkpoint failed")
 
     async def stop(self) -> None:
         """Stop taking jobs, let running ones go back to the queue, persist, close."""
@@ -291,6 +313,14 @@ class App:
         await self.monitor.stop()
         if self.web:
             await self.web.stop()
+        if self.catchup and not self.catchup.ready:
+            self.catchup.release()
+        if self.bot is not None and self.bot.is_connected and self.catchup \
+                and self.catchup.client is self.bot:
+            try:
+                await self.catchup.checkpoint_at_stop()
+            except Exception:  # noqa: BLE001 - the next start fetches a little more
+                log.exception("saving the update state failed")
         if self.bot is not None:
             await close_client(self.bot)
         if self.db:

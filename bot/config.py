@@ -78,6 +78,7 @@ class Settings:
     startup_retries: int = 5
     startup_timeout_s: int = 30
     deployed: bool = False
+    catchup_max_age_s: int = 86400
 
     @property
     def owner_id(self) -> int | None:
@@ -349,4 +350,5 @@ def load_settings(environ: Mapping[str, str] | None = None,
         startup_retries=r.int("STARTUP_RETRIES", 5, minimum=0, maximum=1000),
         startup_timeout_s=r.int("STARTUP_TIMEOUT", 30, maximum=3600),
         deployed=any(r.raw(name) for name in DEPLOYMENT_MARKERS),
+        catchup_max_age_s=r.int("CATCHUP_MAX_AGE", 86400, maximum=30 * 86400),
     )

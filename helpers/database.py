@@ -84,12 +84,38 @@ _MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             )""",
         ),
     ),
+    (
+        2,
+        (
+            # Incoming messages already acted upon, so a catch-up that fetches them again
+            # (updates.getDifference after a restart) acts on none of them twice.
+            """CREATE TABLE handled_messages (
+                chat_id INTEGER NOT NULL,
+                msg_id  INTEGER NOT NULL,
+                handled REAL    NOT NULL,
+                PRIMARY KEY (chat_id, msg_id)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX handled_messages_time ON handled_messages(handled)",
+            # The bot's update state (pts/qts/date/seq) up to which everything is handled.
+            """CREATE TABLE update_state (
+                id   INTEGER PRIMARY KEY CHECK (id = 0),
+                pts  INTEGER NOT NULL,
+                qts  INTEGER NOT NULL,
+                date INTEGER NOT NULL,
+                seq  INTEGER NOT NULL
+            )""",
+        ),
+    ),
 ]
 
 _JOB_COLUMNS = (
     "id, user_id, chat_ref, msg_id, topic_id, premium, status, attempts, created, "
     "started, finished, error, progress_chat_id, progress_msg_id, bytes, delivered"
 )
+
+
+class AlreadyHandled(Exception):
+    """The message that asked for these jobs was acted upon before (a caught-up repeat)."""
 
 
 def _check_statuses(statuses: Iterable[str] | str) -> tuple[str, ...]:
@@ -344,12 +370,24 @@ class Database:
         return ids[0]
 
     async def add_jobs(
-        self, jobs: Sequence[tuple[int, str, int, int | None, bool]]
+        self, jobs: Sequence[tuple[int, str, int, int | None, bool]],
+        source: tuple[int, int] | None = None,
     ) -> list[int]:
-        """All or nothing: an album or a link range is accepted as one unit."""
+        """All or nothing: an album or a link range is accepted as one unit.
+
+        source: the (chat_id, msg_id) of the message that asked, marked handled in the same
+        transaction, so a crash leaves either both or neither; AlreadyHandled if it was."""
         now = time.time()
         ids: list[int] = []
         async with self._tx() as conn:
+            if source is not None:
+                cur = await conn.execute(
+                    "INSERT OR IGNORE INTO handled_messages(chat_id, msg_id, handled) "
+                    "VALUES (?, ?, ?)", (int(source[0]), int(source[1]), now))
+                fresh = cur.rowcount == 1
+                await cur.close()
+                if not fresh:
+                    raise AlreadyHandled(source)
             for user_id, chat_ref, msg_id, topic_id, premium in jobs:
                 await conn.execute(
                     "INSERT OR IGNORE INTO users(id, first_seen) VALUES (?, ?)",
@@ -364,6 +402,34 @@ class Database:
                 ids.append(cur.lastrowid)
                 await cur.close()
         return ids
+
+    # ------------------------------------------------------------------ catch-up
+
+    async def mark_handled(self, chat_id: int, msg_id: int) -> bool:
+        """True if this call marked it (the caller acts on the message), False if done."""
+        return await self._write(
+            "INSERT OR IGNORE INTO handled_messages(chat_id, msg_id, handled) VALUES (?, ?, ?)",
+            (int(chat_id), int(msg_id), time.time())) == 1
+
+    async def was_handled(self, chat_id: int, msg_id: int) -> bool:
+        return await self._scalar(
+            "SELECT 1 FROM handled_messages WHERE chat_id = ? AND msg_id = ?",
+            (int(chat_id), int(msg_id))) is not None
+
+    async def prune_handled(self, before: float) -> int:
+        return await self._write("DELETE FROM handled_messages WHERE handled < ?",
+                                 (float(before),))
+
+    async def get_update_state(self) -> tuple[int, int, int, int] | None:
+        row = await self._one("SELECT pts, qts, date, seq FROM update_state WHERE id = 0")
+        return None if row is None else (row["pts"], row["qts"], row["date"], row["seq"])
+
+    async def set_update_state(self, pts: int, qts: int, date: int, seq: int) -> None:
+        await self._write(
+            "INSERT INTO update_state(id, pts, qts, date, seq) VALUES (0, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET pts = excluded.pts, qts = excluded.qts, "
+            "date = excluded.date, seq = excluded.seq",
+            (int(pts), int(qts), int(date), int(seq)))
 
     async def get_job(self, job_id: int) -> dict | None:
         return await self._one(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (int(job_id),))

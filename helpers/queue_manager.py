@@ -294,10 +294,12 @@ class QueueManager:
     # ------------------------------------------------------------------ submit / cancel
 
     async def submit(
-        self, user_id: int, refs: list[tuple[str, int, int | None]], premium: bool
+        self, user_id: int, refs: list[tuple[str, int, int | None]], premium: bool,
+        source: tuple[int, int] | None = None,
     ) -> SubmitResult:
         """Check the caps and insert in one step, so two users cannot both take the last
-        slot. Accepts what fits, in order; raises only when nothing fits."""
+        slot. Accepts what fits, in order; raises only when nothing fits. `source` (the
+        asking message) is marked handled with the jobs (AlreadyHandled if it was)."""
         refs = list(refs)
         if not refs:
             return SubmitResult([], 0, None)
@@ -321,7 +323,7 @@ class QueueManager:
                 raise exc(reason)
             ids = await self.db.add_jobs(
                 [(user_id, chat_ref, msg_id, topic_id, bool(premium))
-                 for chat_ref, msg_id, topic_id in refs[:n]]
+                 for chat_ref, msg_id, topic_id in refs[:n]], source=source
             )
             tier = PREMIUM if premium else FREE
             for job_id in ids:

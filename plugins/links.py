@@ -9,6 +9,8 @@ from pyrogram.raw.functions.messages import CheckChatInvite
 from pyrogram.raw.types import ChatInviteAlready
 
 from helpers import floodwait
+from helpers.catchup import asks_for_jobs
+from helpers.database import AlreadyHandled
 from helpers.links import LinkError, LinkRef, parse, parse_batch
 from helpers.queue_manager import JobError, SubmitRefused
 from helpers.tiers import allowance
@@ -26,25 +28,43 @@ async def _reply(message, text: str, **kw) -> None:
     await message.reply(text, parse_mode=enums.ParseMode.DISABLED, **kw)
 
 
+async def _first_time(client: Client, message) -> bool:
+    """Mark a message that gets no job handled; False if it was (a caught-up repeat). One
+    without a link was marked before any handler ran (plugins/catchup.py)."""
+    if not asks_for_jobs(message.text):
+        return True
+    return await client.app.catchup.done(message.chat.id, message.id)
+
+
 async def _submit(client: Client, message, links: list[LinkRef]) -> None:
     app = client.app
     user_id = message.from_user.id
+    jobs = [link for link in links if link.kind != "invite"]
+    if not jobs and not await _first_time(client, message):
+        return
     for link in [link for link in links if link.kind == "invite"][:3]:
         await _offer_join(client, message, link)
-    links = [link for link in links if link.kind != "invite"]
+    links = jobs
     if not links:
         return
     quota = await allowance(app.db, app.settings, user_id)
     if quota.room == 0:
-        await _reply(message, quota.refusal())
+        if await _first_time(client, message):
+            await _reply(message, quota.refusal())
         return
     refs = _refs(links)
     over_quota = max(0, len(refs) - quota.room)
     refs = refs[:quota.room]
     try:
-        result = await app.queue.submit(user_id, refs, quota.premium)
+        # marked handled with its jobs, in one transaction: a crash keeps both or neither
+        result = await app.queue.submit(user_id, refs, quota.premium,
+                                        source=(message.chat.id, message.id)
+                                        if asks_for_jobs(message.text) else None)
+    except AlreadyHandled:
+        return
     except SubmitRefused as e:
-        await _reply(message, str(e))
+        if await _first_time(client, message):
+            await _reply(message, str(e))
         return
     lines = [f"Job #{job_id} queued at position {pos}." for job_id, pos in result.accepted[:10]]
     if len(result.accepted) > 10:
@@ -137,7 +157,8 @@ async def batch(client: Client, message):
     try:
         link = parse_batch(args, await _cap(client, message.from_user.id))
     except LinkError as e:
-        await _reply(message, str(e))
+        if await _first_time(client, message):
+            await _reply(message, str(e))
         return
     await _submit(client, message, [link])
 
@@ -147,11 +168,16 @@ async def links(client: Client, message):
     try:
         found = parse(message.text, max_range=await _cap(client, message.from_user.id))
     except LinkError as e:
-        await _reply(message, str(e))
+        if await _first_time(client, message):
+            await _reply(message, str(e))
         return
     try:
         await client.app.db.ensure_user(message.from_user.id)
         await _submit(client, message, found)
     except sqlite3.OperationalError:
+        try:
+            await _first_time(client, message)
+        except sqlite3.OperationalError:
+            pass  # then a restart may fetch it again; the user is asked to resend anyway
         await _reply(message, "I am too busy to queue that right now. Please send it again "
                               "in a minute.")

@@ -471,6 +471,8 @@ async def test_database_locked_during_the_bookkeeping_after_an_upload(sim, clien
         assert got[0].caption == "books 1"
         assert [r["status"] for r in rows] == ["done", "done"], rows
         assert not any("#1 failed" in t for t in texts), texts
+        # the row is final a moment before the queue counts it (the commit returns first)
+        await _wait_for(lambda: env.app.queue.done_count == 2, 5, "both jobs counted done")
         assert env.app.queue.done_count == 2
 
 

@@ -32,7 +32,8 @@ def _dc_ports(text: str) -> dict[int, int]:
 async def _main(args: argparse.Namespace) -> int:
     sim = TgSim(args.data, port=args.port, login_code=args.code, dc_ports=args.dc_ports,
                 file_reference_ttl=max(0.0, args.file_reference_ttl),
-                max_file_requests_per_account=max(0, args.max_file_requests_per_account))
+                max_file_requests_per_account=max(0, args.max_file_requests_per_account),
+                update_log_size=args.update_log_size)
     sim.faults.latency_s = max(0.0, args.latency_ms) / 1000
     sim.faults.bandwidth_bps = int(max(0.0, args.bandwidth_mbps) * 1_000_000 / 8)
     bot = sim.world.add_bot(args.bot_username, first_name="Downloader Bot")
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-file-requests-per-account", type=int, default=16,
                         help="upload.getFile/saveFilePart requests one account may have in "
                              "flight before FLOOD_WAIT_1 (default 16; 0: no cap)")
+    parser.add_argument("--update-log-size", type=int, default=1000,
+                        help="events kept per account and channel for updates.getDifference; "
+                             "older ones answer differenceTooLong (default 1000)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

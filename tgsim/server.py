@@ -24,6 +24,7 @@ from tgsim.faults import Faults, Throttle
 from tgsim.file_refs import DEFAULT_TTL_S
 from tgsim.file_limits import DEFAULT_MAX_FILE_REQUESTS, ExportLimit, FileRequestLimit
 from tgsim.transport import Framing, detect
+from tgsim.update_log import UpdateLog
 from tgsim.world import DC_ID, World
 
 log = logging.getLogger("tgsim")
@@ -64,6 +65,11 @@ class Session:
     content_count: int = 0
     announced: bool = False
     no_updates: bool = False
+    last_seen: float = field(default_factory=time.monotonic)
+    # updates sent while this session's connection was down, for the same session coming
+    # back on a new connection (see TgSim.push)
+    undelivered: collections.deque = field(
+        default_factory=lambda: collections.deque(maxlen=TgSim.SESSION_QUEUE))
 
     def next_msg_id(self, response: bool) -> int:
         base = int(time.time() * 2**32) & ~3
@@ -161,10 +167,18 @@ class TgSim:
     for DC 2 (0 = free ports for all), the others from `dc_ports` ({dc: port}) or
     `default_dc_ports`. Each DC has its own auth keys, as Telegram's do."""
 
+    # A session whose connection dropped keeps at most this many updates, for this long, for
+    # the same session resuming on a new connection (an MTProto session belongs to the
+    # client application, not to one TCP connection: core.telegram.org/mtproto). A new
+    # session, i.e. a restarted client, gets none of them: it must call updates.getDifference.
+    SESSION_QUEUE = 100
+    SESSION_RESUME_S = 60.0
+
     def __init__(self, data_dir: str | os.PathLike, port: int = 0, host: str = "127.0.0.1",
                  login_code: str = "12345", file_reference_ttl: float = DEFAULT_TTL_S,
                  dc_ports: dict[int, int] | None = None,
-                 max_file_requests_per_account: int = DEFAULT_MAX_FILE_REQUESTS):
+                 max_file_requests_per_account: int = DEFAULT_MAX_FILE_REQUESTS,
+                 update_log_size: int = 1000):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
@@ -183,7 +197,9 @@ class TgSim:
         self.auth_keys: dict[bytes, AuthKey] = {}
         self.sessions: dict[tuple[bytes, bytes], Session] = {}
         self.connections: set[Connection] = set()
-        self.pending_updates: dict[int, collections.deque] = {}
+        # what getDifference serves; its size is the horizon past which a client gets
+        # updates.differenceTooLong (core.telegram.org/api/updates, "Recovering gaps")
+        self.updates = UpdateLog(update_log_size)
         self.callback_waiters: dict[int, asyncio.Future] = {}
         self.stats = collections.Counter()
         self.pending_login: dict[bytes, tuple[str, object]] = {}
@@ -406,7 +422,11 @@ class TgSim:
         session = self.sessions.get(skey)
         if session is None:
             session = self.sessions[skey] = Session(auth=auth, session_id=session_id, conn=conn)
+        resumed = session.conn is not conn
+        if time.monotonic() - session.last_seen > self.SESSION_RESUME_S:
+            session.undelivered.clear()  # too late to resume: getDifference has them
         session.conn = conn
+        session.last_seen = time.monotonic()
         if salt != auth.salt:
             await conn.send_message(session, raw.types.BadServerSalt(
                 bad_msg_id=message.msg_id, bad_msg_seqno=message.seq_no, error_code=48,
@@ -417,7 +437,8 @@ class TgSim:
             await conn.send_message(session, raw.types.NewSessionCreated(
                 first_msg_id=message.msg_id, unique_id=int.from_bytes(os.urandom(8), "little", signed=True),
                 server_salt=auth.salt).write(), response=False)
-        await self._flush_pending(auth)
+        if resumed and session.undelivered:
+            self._resume(session)
         messages = message.body.messages if isinstance(message.body, MsgContainer) else [message]
         for msg in messages:
             self._handle_message(conn, session, msg)
@@ -519,24 +540,47 @@ class TgSim:
                 best = s
         return best
 
+    def _resumable_session(self, user_id: int) -> Session | None:
+        """The account's updates session whose connection dropped lately, if any."""
+        now = time.monotonic()
+        best: Session | None = None
+        acc = self.world.accounts.get(user_id)
+        home = acc.dc_id if acc is not None else DC_ID
+        for s in self.sessions.values():
+            if (s.auth.user_id != user_id or s.auth.revoked or s.no_updates
+                    or s.auth.dc_id != home or now - s.last_seen > self.SESSION_RESUME_S):
+                continue
+            if best is None or s.last_seen > best.last_seen:
+                best = s
+        return best
+
     def push(self, user_id: int, updates: TLObject) -> None:
+        """Send an Updates container to the account's live updates session. Nothing is kept
+        for an account with no session: what happened meanwhile is in the update log, for
+        updates.getDifference (core.telegram.org/api/updates, "Recovering gaps")."""
+        acc = self.world.accounts.get(user_id)
+        if acc is not None and isinstance(updates, raw.types.Updates):
+            acc.seq += 1
+            updates.seq = acc.seq
         session = self._updates_session(user_id)
         if session is None:
-            queue = self.pending_updates.setdefault(user_id, collections.deque(maxlen=200))
-            queue.append(updates)
+            session = self._resumable_session(user_id)
+            if session is not None:
+                session.undelivered.append(updates)
             return
         conn = session.conn
         self._spawn(conn, self._send_update(conn, session, updates))
+
+    def _resume(self, session: Session) -> None:
+        """The same session is back on a new connection: it gets what was sent to it while
+        the connection was down, if that was recent."""
+        queued = list(session.undelivered)
+        session.undelivered.clear()
+        for updates in queued:
+            self._spawn(session.conn, self._send_update(session.conn, session, updates))
 
     async def _send_update(self, conn: Connection, session: Session, updates: TLObject) -> None:
         try:
             await conn.send_message(session, updates.write(), response=False)
         except (ConnectionError, OSError):
-            pass
-
-    async def _flush_pending(self, auth: AuthKey) -> None:
-        if auth.user_id is None or auth.revoked:
-            return
-        queue = self.pending_updates.pop(auth.user_id, None)
-        while queue:
-            self.push(auth.user_id, queue.popleft())
+            session.undelivered.append(updates)  # for the same session, should it resume

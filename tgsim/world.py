@@ -77,6 +77,7 @@ class Account:
     deactivated: bool = False
     next_msg_id: int = 1
     pts: int = 1
+    seq: int = 0  # the Updates containers pushed to the account (core.telegram.org/api/updates)
     box: dict[int, Msg] = field(default_factory=dict)
     bot_commands: list = field(default_factory=list)
     # the home DC: a login elsewhere is sent there (PHONE_MIGRATE_X / USER_MIGRATE_X)

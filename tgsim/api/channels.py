@@ -134,6 +134,7 @@ async def get_channel_messages(call: Call, q):
 async def delete_channel_messages(call: Call, q):
     ch = call.channel_from_input(q.channel, need_member=True)
     removed = 0
+    gone: list[int] = []
     for mid in q.id:
         msg = ch.messages.get(mid)
         if msg is None:
@@ -142,7 +143,11 @@ async def delete_channel_messages(call: Call, q):
             raise RpcFail(403, "MESSAGE_DELETE_FORBIDDEN")
         del ch.messages[mid]
         removed += 1
+        gone.append(mid)
     ch.pts += removed
+    if removed:
+        call.sim.updates.record("channel", ch, raw.types.UpdateDeleteChannelMessages(
+            channel_id=ch.id, messages=gone, pts=ch.pts, pts_count=removed))
     return raw.types.messages.AffectedMessages(pts=ch.pts, pts_count=removed)
 
 

@@ -29,6 +29,12 @@ def _push(call: Call, account_id: int, update, users: list) -> None:
                                                 date=call.now(), seq=0))
 
 
+def _log(call: Call, kind: str, owner, update, bundle: Bundle | None = None) -> None:
+    """Every pts change goes into the owner's update log, which getDifference serves."""
+    call.sim.updates.record(kind, owner, update, bundle.users() if bundle else (),
+                            bundle.chats() if bundle else ())
+
+
 def _reply_ids(ch: Channel | None, reply_to) -> tuple[int | None, int | None]:
     """(reply_to_msg_id, topic id) from an InputReplyTo, as forums thread them."""
     if reply_to is None or not isinstance(reply_to, raw.types.InputReplyToMessage):
@@ -80,8 +86,10 @@ def post(call: Call, target: tuple[str, object], *, text: str = "", entities=Non
         bundle.add_msg(msg)
         if random_id is not None:
             out.append(raw.types.UpdateMessageID(id=msg.id, random_id=random_id))
-        out.append(raw.types.UpdateNewChannelMessage(message=message(msg, None, ch),
-                                                     pts=ch.pts, pts_count=1))
+        up = raw.types.UpdateNewChannelMessage(message=message(msg, None, ch), pts=ch.pts,
+                                               pts_count=1)
+        _log(call, "channel", ch, up)
+        out.append(up)
         return out
     other: Account = obj
     if other.bot and me.bot:
@@ -95,7 +103,9 @@ def post(call: Call, target: tuple[str, object], *, text: str = "", entities=Non
     bundle.add_msg(mine)
     if random_id is not None:
         out.append(raw.types.UpdateMessageID(id=mine.id, random_id=random_id))
-    out.append(raw.types.UpdateNewMessage(message=message(mine, me.id), pts=me.pts, pts_count=1))
+    up = raw.types.UpdateNewMessage(message=message(mine, me.id), pts=me.pts, pts_count=1)
+    _log(call, "user", me, up, bundle)
+    out.append(up)
     if other.id != me.id:
         twin_reply = me.box[rid].twin[1] if rid in me.box and me.box[rid].twin else None
         theirs = Msg(id=other.new_msg_id(), peer=("user", me.id), date=mine.date, text=text,
@@ -107,8 +117,10 @@ def post(call: Call, target: tuple[str, object], *, text: str = "", entities=Non
         other.pts += 1
         ob = Bundle(call.world, other.id)
         ob.add_msg(theirs)
-        _push(call, other.id, raw.types.UpdateNewMessage(
-            message=message(theirs, other.id), pts=other.pts, pts_count=1), ob.users())
+        up = raw.types.UpdateNewMessage(message=message(theirs, other.id), pts=other.pts,
+                                        pts_count=1)
+        _log(call, "user", other, up, ob)
+        _push(call, other.id, up, ob.users())
     return out
 
 
@@ -250,6 +262,7 @@ async def edit_message(call: Call, q):
         ch.pts += 1
         up = raw.types.UpdateEditChannelMessage(message=message(msg, None, ch), pts=ch.pts,
                                                 pts_count=1)
+        _log(call, "channel", ch, up)
         return _updates(call, [up], bundle)
     me.pts += 1
     if len(changed) > 1:
@@ -257,9 +270,12 @@ async def edit_message(call: Call, q):
         other.pts += 1
         ob = Bundle(call.world, other.id)
         ob.add_msg(changed[1])
-        _push(call, other.id, raw.types.UpdateEditMessage(
-            message=message(changed[1], other.id), pts=other.pts, pts_count=1), ob.users())
+        their_up = raw.types.UpdateEditMessage(message=message(changed[1], other.id),
+                                               pts=other.pts, pts_count=1)
+        _log(call, "user", other, their_up, ob)
+        _push(call, other.id, their_up, ob.users())
     up = raw.types.UpdateEditMessage(message=message(msg, me.id), pts=me.pts, pts_count=1)
+    _log(call, "user", me, up, bundle)
     return _updates(call, [up], bundle)
 
 
@@ -276,9 +292,14 @@ async def delete_messages(call: Call, q):
             other = call.world.accounts.get(msg.twin[0])
             if other and other.box.pop(msg.twin[1], None) is not None:
                 other.pts += 1
-                _push(call, other.id, raw.types.UpdateDeleteMessages(
-                    messages=[msg.twin[1]], pts=other.pts, pts_count=1), [])
+                up = raw.types.UpdateDeleteMessages(messages=[msg.twin[1]], pts=other.pts,
+                                                    pts_count=1)
+                _log(call, "user", other, up)
+                _push(call, other.id, up, [])
     me.pts += len(removed)
+    if removed:
+        _log(call, "user", me, raw.types.UpdateDeleteMessages(
+            messages=removed, pts=me.pts, pts_count=len(removed)))
     return raw.types.messages.AffectedMessages(pts=me.pts, pts_count=len(removed))
 
 

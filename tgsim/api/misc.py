@@ -44,20 +44,58 @@ async def nearest_dc(call: Call, q):
 
 @handles("updates.GetState")
 async def get_state(call: Call, q):
-    me = call.me
-    return raw.types.updates.State(pts=me.pts, qts=0, date=int(time.time()), seq=0,
-                                   unread_count=0)
+    """The account's real state, which a client stores and later asks getDifference from."""
+    return call.sim.updates.state(call.me)
 
 
 @handles("updates.GetDifference")
 async def get_difference(call: Call, q):
-    return raw.types.updates.DifferenceEmpty(date=int(time.time()), seq=0)
+    """What happened after the client's pts, from the account's bounded update log; past its
+    horizon updates.differenceTooLong (core.telegram.org/api/updates, "Recovering gaps").
+    Channels the account is in that changed since `date` come as updateChannelTooLong, for
+    getChannelDifference, as Telegram sends them."""
+    me = call.me
+    member_of = [ch for ch in call.world.channels.values() if me.id in ch.members]
+    changed = set(call.sim.updates.channels_changed_since((ch.id for ch in member_of), q.date))
+    news = [(channel(ch, me.id), ch.pts) for ch in member_of if ch.id in changed]
+    return call.sim.updates.difference(me, q.pts, q.date, q.pts_total_limit, news)
 
 
 @handles("updates.GetChannelDifference")
 async def get_channel_difference(call: Call, q):
-    ch = call.channel_from_input(q.channel)
-    return raw.types.updates.ChannelDifferenceEmpty(pts=ch.pts, final=True)
+    """One channel's updates after `pts` (core.telegram.org/method/updates.getChannelDifference):
+    members only (CHANNEL_PRIVATE otherwise), channelDifferenceTooLong past the log's horizon."""
+    me = call.me
+    ch = call.channel_from_input(q.channel, need_member=True)
+    from tgsim.api.convert import message as tl_message
+
+    def extras(msgs) -> tuple[list, list]:
+        bundle = Bundle(call.world, me.id)
+        bundle.channel_ids.add(ch.id)
+        for m in msgs:
+            uid = getattr(getattr(m, "from_id", None), "user_id", None)
+            if uid in call.world.accounts:
+                bundle.user_ids.add(uid)
+        return bundle.users(), bundle.chats()
+
+    def dialog():
+        top = max(ch.messages) if ch.messages else 0
+        return raw.types.Dialog(
+            peer=raw.types.PeerChannel(channel_id=ch.id), top_message=top,
+            read_inbox_max_id=top, read_outbox_max_id=top, unread_count=0,
+            unread_mentions_count=0, unread_reactions_count=0, unread_poll_votes_count=0,
+            notify_settings=raw.types.PeerNotifySettings(), pts=ch.pts)
+
+    def latest():
+        msgs = [tl_message(ch.messages[i], None, ch) for i in sorted(ch.messages)[-10:]]
+        users, chats = extras(msgs)
+        return msgs, users, chats
+
+    diff = call.sim.updates.channel_difference(ch, q.pts, q.limit, me.bot, q.filter,
+                                               dialog, latest)
+    if isinstance(diff, raw.types.updates.ChannelDifference):
+        diff.users, diff.chats = extras(diff.new_messages)
+    return diff
 
 
 @handles("users.GetFullUser")
