@@ -159,7 +159,9 @@ class TgSim:
         self.exported_auth: dict[bytes, int] = {}
         self.srp_states: dict[int, object] = {}
         self._server: asyncio.base_events.Server | None = None
-        from tgsim import api  # noqa: F401 - registers the handlers
+        from tgsim import api, membership  # noqa: F401 - registers the handlers
+        self.world.on_member_change = (
+            lambda ch, uid, actor, before: membership.announce(self, ch, uid, actor, before))
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> "TgSim":
