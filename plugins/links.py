@@ -4,10 +4,11 @@ links are joined through the user's own account, only after they press Join."""
 import secrets
 import sqlite3
 
-from pyrogram import Client, enums, errors, filters, types
+from pyrogram import Client, enums, errors, filters, types, utils
 from pyrogram.raw.functions.messages import CheckChatInvite
-from pyrogram.raw.types import ChatInviteAlready
+from pyrogram.raw.types import Channel, ChatInviteAlready
 
+from helpers import peers
 from helpers.links import LinkError, LinkRef, parse, parse_batch
 from helpers.queue_manager import JobError, SubmitRefused
 from helpers.tiers import allowance
@@ -40,6 +41,7 @@ async def _submit(client: Client, message, links: list[LinkRef]) -> None:
     refs = _refs(links)
     over_quota = max(0, len(refs) - quota.room)
     refs = refs[:quota.room]
+    await peers.keep(client)  # the job will need this user's (and chat's) hash after a crash
     try:
         result = await app.queue.submit(user_id, refs, quota.premium)
     except SubmitRefused as e:
@@ -66,6 +68,10 @@ async def _offer_join(client: Client, message, link: LinkRef) -> None:
     try:
         async with app.sessions.use(user_id) as session:
             invite = await session.invoke(CheckChatInvite(hash=link.invite_hash))
+            if isinstance(invite, ChatInviteAlready) and isinstance(invite.chat, Channel):
+                await session.fetch_peers([invite.chat])  # the answer's chat is not stored
+                await app.sessions.remember(user_id, session,
+                                            [utils.get_channel_id(invite.chat.id)])
     except JobError as e:
         await _reply(message, str(e))
         return
@@ -109,7 +115,8 @@ async def join_button(client: Client, query):
         return
     try:
         async with app.sessions.use(user_id) as session:
-            await session.join_chat(url)
+            chat = await session.join_chat(url)
+            await app.sessions.remember(user_id, session, [chat.id])
         text = f"Joined «{title}». Send me links to its messages now."
     except errors.UserAlreadyParticipant:
         text = f"Your account is already in «{title}»."
