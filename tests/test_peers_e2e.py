@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from pyrogram import errors, raw
+
 from bot.app import App
 from tests.simclient import file_digest, write_random
 from tests.test_accounts_e2e import login
@@ -90,3 +93,32 @@ async def test_cold_user_session_reads_a_private_chat_without_scanning_dialogs(e
     await me.say(_link(ch, posts[2].id))
     await me.expect_text("secret 2")
     assert env.sim.stats["messages.GetDialogs"] == dialogs, "no dialog scan after restart"
+
+
+async def test_tgsim_access_hashes_are_per_account_and_strict(sim, clients, phone):
+    alice = await clients.user(phone, "Alice")
+    bob = await clients.user(phone[:-1] + "8", "Bob")
+    ch = await alice.create_channel("Private", "")
+    await bob.join_chat(await alice.export_chat_invite_link(ch.id))
+    mine, his = await alice.resolve_peer(ch.id), await bob.resolve_peer(ch.id)
+    assert mine.access_hash != his.access_hash, "each account sees its own channel hash"
+    ids = [raw.types.InputMessageID(id=1)]
+    for wrong in (mine.access_hash, 0):  # another account's, or none
+        with pytest.raises(errors.ChannelInvalid):
+            await bob.invoke(raw.functions.channels.GetMessages(
+                channel=raw.types.InputChannel(channel_id=his.channel_id, access_hash=wrong),
+                id=ids))
+    await bob.invoke(raw.functions.channels.GetMessages(
+        channel=raw.types.InputChannel(channel_id=his.channel_id, access_hash=his.access_hash),
+        id=ids))
+
+    svc = await clients.bot("hash_check_bot")
+    to_a = await alice.resolve_peer("hash_check_bot")
+    to_b = await bob.resolve_peer("hash_check_bot")
+    assert to_a.access_hash != to_b.access_hash, "each account sees its own user hash"
+    for wrong in (to_a.access_hash, 0):
+        with pytest.raises(errors.PeerIdInvalid):
+            await bob.invoke(raw.functions.messages.SendMessage(
+                peer=raw.types.InputPeerUser(user_id=svc.me.id, access_hash=wrong),
+                message="hi", random_id=1))
+    await bob.send_message("hash_check_bot", "hi")
