@@ -253,7 +253,10 @@ class SessionManager:
             await self._stop_client(client)
             raise
         await self.db.touch_session(user_id)
-        await peers.install(client, await self._stored_peers(user_id))
+        try:
+            await peers.install(client, await self._stored_peers(user_id))
+        except Exception:  # noqa: BLE001 - without them the job scans dialogs, no worse
+            log.warning("could not load the kept peers of user %s", user_id, exc_info=True)
         return _Live(user_id, client)
 
     # ------------------------------------------------------------------ peers

@@ -5,6 +5,10 @@
 that sees it, and an account can only use the one it was given in a user/channel
 constructor. tgsim derives each account's hash from the peer's secret base hash, so it need
 not remember who saw what: an account can only hold its own hash if tgsim sent it.
+
+Bots get no exception here, which is stricter than Telegram: tdlib's bots send access_hash 0
+for a user or channel they hold no hash for, so Telegram evidently accepts that from bots in
+some cases. It is undocumented, so the bot must not depend on it.
 """
 
 from __future__ import annotations
