@@ -9,6 +9,7 @@ import pytest
 from pyrogram import errors, raw
 
 from bot.app import App
+from helpers import peers
 from tests.simclient import file_digest, write_random
 from tests.test_accounts_e2e import login
 
@@ -122,3 +123,26 @@ async def test_tgsim_access_hashes_are_per_account_and_strict(sim, clients, phon
                 peer=raw.types.InputPeerUser(user_id=svc.me.id, access_hash=wrong),
                 message="hi", random_id=1))
     await bob.send_message("hash_check_bot", "hi")
+
+
+async def test_a_kept_hash_that_stopped_working_falls_back_to_the_dialogs(env):
+    me = env.people[0]
+    owner = await env.person("Owner")
+    ch = await owner.client.create_channel("Moved", "")
+    await me.client.join_chat(await owner.client.export_chat_invite_link(ch.id))
+    posts = [await owner.client.send_message(ch.id, f"note {i}") for i in range(2)]
+    await login(env, me)
+    await me.say(_link(ch, posts[0].id))
+    await me.expect_text("note 0")
+    await env.app.sessions.evict_idle()
+    # The kept hash no longer works (as after a restore of an old database).
+    cipher = env.app.cipher
+    await env.app.db.save_session_peers(
+        me.id, cipher.encrypt(peers.pack([(ch.id, 12345, "channel")]), peers.aad(me.id)))
+    dialogs = env.sim.stats["messages.GetDialogs"]
+    await me.say(_link(ch, posts[1].id))
+    await me.expect_text("note 1")
+    assert env.sim.stats["messages.GetDialogs"] > dialogs, "found again in the dialogs"
+    kept = peers.unpack(cipher.decrypt(await env.app.db.load_session_peers(me.id),
+                                       peers.aad(me.id)))
+    assert kept[0] == (ch.id, (await me.client.resolve_peer(ch.id)).access_hash, "channel")
