@@ -40,8 +40,8 @@ def announce(sim, ch: Channel, user_id: int, actor_id: int | None,
     was_member, was_admin = before
     updates: list = [raw.types.UpdateChannel(channel_id=ch.id)]
     users = [user(acc, acc.id)]
-    actor = world.accounts.get(actor_id) if actor_id is not None else None
-    if actor is not None:
+    actor = world.accounts.get(actor_id or ch.creator_id)
+    if actor is not None and actor.id != acc.id:
         users.append(user(actor, acc.id))
     if acc.bot:
         acc.qts += 1
