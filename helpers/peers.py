@@ -62,6 +62,19 @@ async def export(client: Client, peer_ids) -> list[Row]:
     return rows
 
 
+async def learn(client: Client, answer) -> list[int]:
+    """Store the channels an answer carries where pyrogram does not look (the `chat` of
+    chatInviteAlready, the `updates` inside chatInviteJoinResultOk) and return their ids."""
+    ok = isinstance(answer, raw.types.messages.ChatInviteJoinResultOk)
+    inner = answer.updates if ok else answer
+    chats = list(getattr(inner, "chats", None) or [])
+    if getattr(answer, "chat", None) is not None:
+        chats.append(answer.chat)
+    chats = [c for c in chats if isinstance(c, raw.types.Channel)]
+    await client.fetch_peers(chats)
+    return [utils.get_channel_id(c.id) for c in chats]
+
+
 async def install(client: Client, rows: list[Row]) -> None:
     if rows:
         await client.storage.update_peers([(pid, ah, kind, None) for pid, ah, kind in rows])

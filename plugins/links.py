@@ -4,9 +4,10 @@ links are joined through the user's own account, only after they press Join."""
 import secrets
 import sqlite3
 
-from pyrogram import Client, enums, errors, filters, types, utils
-from pyrogram.raw.functions.messages import CheckChatInvite
-from pyrogram.raw.types import Channel, ChatInviteAlready
+from pyrogram import Client, enums, errors, filters, types
+from pyrogram.raw.functions.messages import CheckChatInvite, ImportChatInvite
+from pyrogram.raw.types import ChatInviteAlready
+from pyrogram.raw.types.messages import ChatInviteJoinResultWebView
 
 from helpers import peers
 from helpers.links import LinkError, LinkRef, parse, parse_batch
@@ -68,10 +69,7 @@ async def _offer_join(client: Client, message, link: LinkRef) -> None:
     try:
         async with app.sessions.use(user_id) as session:
             invite = await session.invoke(CheckChatInvite(hash=link.invite_hash))
-            if isinstance(invite, ChatInviteAlready) and isinstance(invite.chat, Channel):
-                await session.fetch_peers([invite.chat])  # the answer's chat is not stored
-                await app.sessions.remember(user_id, session,
-                                            [utils.get_channel_id(invite.chat.id)])
+            await app.sessions.remember(user_id, session, await peers.learn(session, invite))
     except JobError as e:
         await _reply(message, str(e))
         return
@@ -89,7 +87,7 @@ async def _offer_join(client: Client, message, link: LinkRef) -> None:
                               "to its messages.")
         return
     token = secrets.randbelow(1 << 31)
-    app.invites.set(token, (user_id, link.url, title))
+    app.invites.set(token, (user_id, link.invite_hash, title))
     markup = types.InlineKeyboardMarkup([[
         types.InlineKeyboardButton("Join", callback_data=app.sign("join", token, user_id)),
         types.InlineKeyboardButton("No", callback_data=app.sign("nojoin", token, user_id)),
@@ -108,16 +106,19 @@ async def join_button(client: Client, query):
         await query.answer("This button has expired. Send the invite link again.",
                            show_alert=True)
         return
-    _, url, title = offer
+    _, invite_hash, title = offer
     if checked[0] == "nojoin":
         await query.answer("Not joined.")
         await query.message.edit_text(f"Not joined «{title}».")
         return
     try:
         async with app.sessions.use(user_id) as session:
-            chat = await session.join_chat(url)
-            await app.sessions.remember(user_id, session, [chat.id])
+            joined = await session.invoke(ImportChatInvite(hash=invite_hash))
+            await app.sessions.remember(user_id, session, await peers.learn(session, joined))
         text = f"Joined «{title}». Send me links to its messages now."
+        if isinstance(joined, ChatInviteJoinResultWebView):
+            text = (f"«{title}» asks new members to pass a check first: join it in Telegram, "
+                    "then send me links to its messages.")
     except errors.UserAlreadyParticipant:
         text = f"Your account is already in «{title}»."
     except errors.InviteRequestSent:

@@ -98,7 +98,7 @@ async def test_cold_user_session_reads_a_private_chat_without_scanning_dialogs(e
 
 async def test_tgsim_access_hashes_are_per_account_and_strict(sim, clients, phone):
     alice = await clients.user(phone, "Alice")
-    bob = await clients.user(phone[:-1] + "8", "Bob")
+    bob = await clients.user(phone[:-1] + str((int(phone[-1]) + 1) % 10), "Bob")
     ch = await alice.create_channel("Private", "")
     await bob.join_chat(await alice.export_chat_invite_link(ch.id))
     mine, his = await alice.resolve_peer(ch.id), await bob.resolve_peer(ch.id)

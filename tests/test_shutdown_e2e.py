@@ -25,7 +25,8 @@ READER = "Downloader bot reader"
 async def test_sigterm_mid_transfer_exits_zero_and_resumes(sim, clients, phone, tmp_path):
     bot_acc = sim.world.add_bot("term_test_bot", "Graceful")
     owner = await clients.user(phone, "Owner")
-    reader = await clients.user(phone[:-1] + "9", "Reader")
+    reader_phone = phone[:-1] + str((int(phone[-1]) + 1) % 10)  # never the owner's
+    reader = await clients.user(reader_phone, "Reader")
     inbox: asyncio.Queue = asyncio.Queue()
 
     @reader.on_message(filters.private & filters.user(bot_acc.id))
@@ -42,8 +43,8 @@ async def test_sigterm_mid_transfer_exits_zero_and_resumes(sim, clients, phone, 
     key = generate_key()
     login_client = clients.new(device_model=READER)
     await login_client.connect()
-    sent = await login_client.send_code(reader.me.phone_number or phone[:-1] + "9")
-    await login_client.sign_in(phone[:-1] + "9", sent.phone_code_hash, sim.world.login_code)
+    sent = await login_client.send_code(reader.me.phone_number or reader_phone)
+    await login_client.sign_in(reader_phone, sent.phone_code_hash, sim.world.login_code)
     session_string = await login_client.export_session_string()
     await login_client.disconnect()
     db_path = tmp_path / "bot" / "bot.db"

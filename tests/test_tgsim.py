@@ -52,7 +52,7 @@ async def test_two_step_password_uses_real_srp(clients, phone):
 
 async def test_channels_media_and_download_bytes_match(clients, phone, tmp_path):
     owner = await clients.user(phone, "Owner")
-    reader = await clients.user(phone[:-1] + "9", "Reader")
+    reader = await clients.user(phone[:-1] + str((int(phone[-1]) + 1) % 10), "Reader")
     public = await owner.create_channel("Public", "a public channel")
     await owner.set_chat_username(public.id, "publicchan")
     private = await owner.create_channel("Private", "protected")

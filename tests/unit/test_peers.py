@@ -49,3 +49,27 @@ async def test_peers_live_and_die_with_the_session(tmp_path):
         assert await db.load_session_peers(1) is None
     finally:
         await db.close()
+
+
+async def test_learn_keeps_the_channels_of_invite_answers_in_both_shapes():
+    from pyrogram import Client, raw
+
+    client = Client("learn", api_id=1, api_hash="0" * 32, in_memory=True)
+    await client.storage.open()
+    try:
+        def channel(cid):
+            return raw.types.Channel(id=cid, title="c", photo=raw.types.ChatPhotoEmpty(),
+                                     date=0, access_hash=cid * 7)
+
+        def updates(*chats):
+            return raw.types.Updates(updates=[], users=[], chats=list(chats), date=0, seq=0)
+
+        answers = [raw.types.messages.ChatInviteJoinResultOk(updates=updates(channel(11))),
+                   updates(channel(12)),  # older layers answer Updates
+                   raw.types.ChatInviteAlready(chat=channel(13))]
+        for cid, answer in zip((11, 12, 13), answers):
+            assert await peers.learn(client, answer) == [-1000000000000 - cid]
+        rows = await peers.export(client, [-1000000000011, -1000000000012, -1000000000013, 5])
+        assert rows == [(-1000000000000 - c, c * 7, "channel") for c in (11, 12, 13)]
+    finally:
+        await client.storage.close()
