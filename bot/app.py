@@ -66,7 +66,7 @@ class App:
         self._tasks: set[asyncio.Task] = set()
         self._bans: TTLCache[int, bool] = TTLCache(maxsize=5000, ttl=60)
         self.rate = RateLimiter(settings.messages_per_minute)
-        # token -> (user_id, invite link, title) behind a Join button
+        # token -> (user_id, invite hash, title) behind a Join button
         self.invites: TTLCache[int, tuple[int, str, str]] = TTLCache(maxsize=500, ttl=900)
         self.bytes_transferred = 0
         self.monitor = MemoryMonitor(settings.memory_limit_mb, settings.memory_warn_mb,

@@ -131,7 +131,7 @@ class Catchup:
                 await self.client.storage.set_update_state(UpdateState(0, pts, qts, date, seq))
         finally:
             self._ready.set()
-        counts = await self.client.recover_gaps()
+        counts = await self._recover_gaps()
         self._recovered = True
         log.info("Caught up: %s message(s), %s other update(s) since the last run", *counts)
         return counts
@@ -169,7 +169,7 @@ class Catchup:
                 self._candidate = (now, state)
         if now - self._resynced >= self.resync_s and self.client.is_connected:
             self._resynced = now
-            counts = await self.client.recover_gaps()
+            counts = await self._recover_gaps()
             if any(counts):
                 log.info("Resync fetched %s message(s), %s other update(s)", *counts)
         if self._committed_at is not None and now - self._pruned > 3600:
@@ -177,6 +177,20 @@ class Catchup:
             self._pruned = now
             await self.db.prune_handled(min(time.time() - self.keep_s,
                                             self._committed_at - 3600))
+
+    async def _recover_gaps(self) -> tuple[int, int]:
+        """The library's recover_gaps, minus the channel states it cannot use. A bot's
+        updateChannelParticipant carries a channel_id and an (account-wide) qts but no pts
+        (core.telegram.org/constructor/updateChannelParticipant), and kurigram 2.2.26 stores
+        it as that channel's state with pts NULL; getChannelDifference(pts=None) then fails
+        before it is sent, and with it the whole catch-up. Such a channel is simply asked
+        from its next real state on."""
+        storage = self.client.storage
+        states = await storage.get_update_states()
+        unusable = [s.id for s in states if s.id != 0 and s.pts is None]
+        if unusable:
+            await storage.delete_update_state(unusable)
+        return await self.client.recover_gaps()
 
     async def _library_state(self) -> tuple[int, int, int, int] | None:
         states = await self.client.storage.get_update_states(0)

@@ -106,6 +106,13 @@ _MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             )""",
         ),
     ),
+    (
+        3,
+        (
+            # A user session's known peers (helpers/peers.py), encrypted like the session.
+            "ALTER TABLE user_sessions ADD COLUMN peers_blob BLOB NULL",
+        ),
+    ),
 ]
 
 _JOB_COLUMNS = (
@@ -570,7 +577,7 @@ class Database:
                 "INSERT INTO user_sessions(user_id, session_blob, created, last_used) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT(user_id) DO UPDATE SET "
                 "session_blob = excluded.session_blob, created = excluded.created, "
-                "last_used = excluded.last_used",
+                "last_used = excluded.last_used, peers_blob = NULL",
                 (int(user_id), bytes(blob), now, now),
             )
 
@@ -579,6 +586,19 @@ class Database:
             "SELECT session_blob FROM user_sessions WHERE user_id = ?", (int(user_id),)
         )
         return bytes(blob) if blob is not None else None
+
+    async def load_session_peers(self, user_id: int) -> bytes | None:
+        blob = await self._scalar(
+            "SELECT peers_blob FROM user_sessions WHERE user_id = ?", (int(user_id),)
+        )
+        return bytes(blob) if blob is not None else None
+
+    async def save_session_peers(self, user_id: int, blob: bytes | None) -> None:
+        """Beside the session, and gone with it (a deleted session leaves nothing here)."""
+        await self._write(
+            "UPDATE user_sessions SET peers_blob = ? WHERE user_id = ?",
+            (None if blob is None else bytes(blob), int(user_id)),
+        )
 
     async def touch_session(self, user_id: int) -> None:
         await self._write(

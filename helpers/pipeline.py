@@ -18,7 +18,7 @@ from typing import Awaitable, Callable
 
 from pyrogram import Client, enums, errors, raw, types, utils
 
-from helpers import floodwait, tg_text
+from helpers import floodwait, peers, tg_text
 from helpers import user_settings as us
 from helpers.janitor import Janitor, safe_filename
 from helpers.memory_monitor import MemoryMonitor
@@ -38,6 +38,23 @@ log = logging.getLogger("pipeline")
 _UNREADABLE = (errors.ChannelInvalid, errors.ChannelPrivate, errors.UsernameNotOccupied,
                errors.UsernameInvalid, errors.PeerIdInvalid, errors.ChatIdInvalid,
                errors.ChannelPublicGroupNa)
+# ...of which these mean "this account holds no (valid) access_hash for it": Telegram
+# refuses an id without the hash it gave this very account (core.telegram.org/api/peers).
+_NO_HASH = (errors.ChannelInvalid, errors.PeerIdInvalid, KeyError, ValueError)
+
+_SESSION_HAS_NO_HASH = (
+    "I cannot read that chat through your account: it does not exist, your account is not "
+    f"in it, or it is not among your {_DIALOG_SCAN_LIMIT} most recent chats. Join it with "
+    "your account (send me its invite link), then send the link again.")
+_BOT_HAS_NO_HASH = (
+    "I cannot open that chat: it is private, and Telegram has not introduced it to me (a "
+    "bot learns a private chat when it is added to it, or I am not in it at all). If I "
+    "should be a member, remove me from the chat and add me again")
+_OR_LOGIN = "; or log in with /login so I can read it through your account."
+
+
+class UnknownPeer(JobError):
+    """The client holds no access_hash for the chat that Telegram accepts."""
 
 MarkupFactory = Callable[[dict], "types.InlineKeyboardMarkup | None"]
 
@@ -176,10 +193,14 @@ class Pipeline:
         user_id = job["user_id"]
         try:
             msg = await self._fetch(self.bot, chat, job["msg_id"])
-        except JobError:
+        except JobError as e:
             if self.sessions is None or not self.sessions.enabled:
+                if isinstance(e, UnknownPeer) and isinstance(chat, int):
+                    raise JobError(_BOT_HAS_NO_HASH + ".") from None
                 raise
             if not await self.sessions.has_session(user_id):
+                if isinstance(e, UnknownPeer) and isinstance(chat, int):
+                    raise JobError(_BOT_HAS_NO_HASH + _OR_LOGIN) from None
                 if isinstance(chat, int):
                     raise JobError("That chat is private and I am not a member: log in with "
                                    "/login so I can read it through your account.") from None
@@ -191,25 +212,50 @@ class Pipeline:
             await reporter.finish(f"Job #{job['id']}: {text}…")
 
         async with self.sessions.use(user_id, on_wait=waiting) as client:
-            await self._resolve(client, chat)
-            msg = await self._fetch(client, chat, job["msg_id"])
+            seen = await self._resolve(client, chat)
+            try:
+                msg = await self._fetch(client, chat, job["msg_id"])
+            except UnknownPeer:
+                if not isinstance(chat, int):
+                    raise
+                if seen is not None:
+                    raise JobError(_SESSION_HAS_NO_HASH) from None
+                seen = await self._scan(client, chat)  # the kept hash stopped working
+                try:
+                    msg = await self._fetch(client, chat, job["msg_id"])
+                except UnknownPeer:
+                    raise JobError(_SESSION_HAS_NO_HASH) from None
+            await self.sessions.remember(user_id, client, [chat, *(seen or ())])
             return await self._deliver_from(client, chat, msg, job, reporter)
 
-    async def _resolve(self, client: Client, chat) -> None:
-        """A fresh in-memory session knows no peers; Telegram only accepts a channel it has
-        seen lately, so look through the dialogs (which caches them) before giving up."""
+    async def _resolve(self, client: Client, chat) -> list[int] | None:
+        """A session knows the peers kept from its earlier runs (helpers/peers.py); for any
+        other chat, look through its dialogs (which caches them), as Telegram only accepts
+        the access_hash it gave this account. Returns the ids scanned, None if no scan."""
         try:
             await self._read(lambda: client.resolve_peer(chat), "resolve")
-            return
+            return None
         except _AUTH_GONE:
             raise
         except (errors.RPCError, KeyError, ValueError):
             pass
         if not isinstance(chat, int):
-            return
+            return None
+        return await self._scan(client, chat)
+
+    async def _scan(self, client: Client, chat: int) -> list[int]:
+        """Dialogs up to `chat` (at most _DIALOG_SCAN_LIMIT): their ids, newest first, so the
+        session keeps the hashes of its recent chats and the next one needs no scan."""
+        seen: list[int] = []
+
         async def scan() -> None:
+            seen.clear()  # a flood waited out starts the scan again
             async for dialog in client.get_dialogs(limit=_DIALOG_SCAN_LIMIT):
-                if dialog.chat and dialog.chat.id == chat:
+                if dialog.chat is None:
+                    continue
+                if len(seen) < peers.MAX_PEERS_PER_SESSION:
+                    seen.append(dialog.chat.id)
+                if dialog.chat.id == chat:
                     return
 
         try:
@@ -218,6 +264,7 @@ class Pipeline:
             raise
         except (errors.RPCError, TimeoutError, OSError):
             log.info("dialog scan failed; fetching without it", exc_info=True)
+        return seen
 
     async def _deliver_from(self, client: Client, chat, msg: types.Message, job: dict,
                             reporter: ProgressReporter) -> str:
@@ -288,12 +335,13 @@ class Pipeline:
             msg = await self._read(lambda: _get_message(client, chat, msg_id), "fetch")
         except _AUTH_GONE:
             raise
-        except _UNREADABLE:
+        except _UNREADABLE as e:
             who = "I am" if client is self.bot else "your account is"
-            raise JobError("I cannot read that chat: it does not exist, or it is private "
-                           f"and {who} not a member of it.") from None
+            kind = UnknownPeer if isinstance(e, _NO_HASH) else JobError
+            raise kind("I cannot read that chat: it does not exist, or it is private "
+                       f"and {who} not a member of it.") from None
         except (KeyError, ValueError):
-            raise JobError("I cannot read that chat: it is unknown to me.") from None
+            raise UnknownPeer("I cannot read that chat: it is unknown to me.") from None
         if msg is None or msg.empty:
             raise JobError(f"Message {msg_id} does not exist or was deleted.")
         if msg.service:

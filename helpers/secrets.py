@@ -78,18 +78,20 @@ class SessionCipher:
     def __repr__(self) -> str:
         return "SessionCipher(<redacted>)"
 
-    def encrypt(self, plaintext: str) -> bytes:
+    def encrypt(self, plaintext: str, aad: bytes = _AAD) -> bytes:
+        """`aad` names what the blob is for, so one kind of blob (a session's peers) can
+        never be passed off as another (a session string) or as another user's."""
         nonce = os.urandom(_NONCE_LEN)
-        ct = self._aead.encrypt(nonce, plaintext.encode("utf-8"), _AAD)
+        ct = self._aead.encrypt(nonce, plaintext.encode("utf-8"), aad)
         return bytes([_VERSION]) + nonce + ct
 
-    def decrypt(self, blob: bytes) -> str:
+    def decrypt(self, blob: bytes, aad: bytes = _AAD) -> str:
         blob = bytes(blob)
         if len(blob) < 1 + _NONCE_LEN + 16 or blob[0] != _VERSION:
             raise SecretKeyError("stored session is not in a known encrypted format")
         nonce, ct = blob[1:1 + _NONCE_LEN], blob[1 + _NONCE_LEN:]
         try:
-            return self._aead.decrypt(nonce, ct, _AAD).decode("utf-8")
+            return self._aead.decrypt(nonce, ct, aad).decode("utf-8")
         except InvalidTag:
             raise SecretKeyError(_MSG_MISMATCH) from None
 

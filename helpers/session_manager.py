@@ -22,6 +22,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 from pyrogram import Client, errors, raw
 
+from helpers import peers
 from helpers.queue_manager import JobError
 from helpers.secrets import SecretKeyError, SessionCipher
 from helpers.telegram_server import client_options
@@ -114,6 +115,7 @@ class SessionManager:
         self._cond = asyncio.Condition()
         self._reaper: asyncio.Task | None = None
         self._closed = False
+        self._peers_lock = asyncio.Lock()
         self.created_count = 0
         self.evicted_count = 0
         self.peak_live = 0
@@ -252,7 +254,41 @@ class SessionManager:
             await self._stop_client(client)
             raise
         await self.db.touch_session(user_id)
+        try:
+            await peers.install(client, await self._stored_peers(user_id))
+        except Exception:  # noqa: BLE001 - without them the job scans dialogs, no worse
+            log.warning("could not load the kept peers of user %s", user_id, exc_info=True)
         return _Live(user_id, client)
+
+    # ------------------------------------------------------------------ peers
+
+    async def _stored_peers(self, user_id: int) -> list[peers.Row]:
+        blob = await self.db.load_session_peers(user_id)
+        if blob is None or self.cipher is None:
+            return []
+        try:
+            return peers.unpack(self.cipher.decrypt(blob, peers.aad(user_id)))
+        except SecretKeyError:
+            return []  # only a cache: the next remember() writes a good one
+
+    async def remember(self, user_id: int, client: Client, peer_ids) -> None:
+        """Keep the access hashes `client` holds for `peer_ids` (most recent first, capped)
+        beside the user's session, so its next cold start needs no dialog scan."""
+        if self.cipher is None:
+            return
+        user_id = int(user_id)
+        try:
+            rows = await peers.export(client, peer_ids)
+            if not rows:
+                return
+            async with self._peers_lock:
+                old = await self._stored_peers(user_id)
+                merged = peers.merge(old, rows)
+                if merged != old:
+                    blob = self.cipher.encrypt(peers.pack(merged), peers.aad(user_id))
+                    await self.db.save_session_peers(user_id, blob)
+        except Exception:  # noqa: BLE001 - a cache write must not fail the job
+            log.warning("could not keep the peers of user %s", user_id, exc_info=True)
 
     def new_client(self, name: str, session_string: str | None = None) -> Client:
         """A lean client; the login conversation uses it too, with no session yet."""

@@ -5,10 +5,11 @@ import secrets
 import sqlite3
 
 from pyrogram import Client, enums, errors, filters, types
-from pyrogram.raw.functions.messages import CheckChatInvite
+from pyrogram.raw.functions.messages import CheckChatInvite, ImportChatInvite
 from pyrogram.raw.types import ChatInviteAlready
+from pyrogram.raw.types.messages import ChatInviteJoinResultWebView
 
-from helpers import floodwait
+from helpers import floodwait, peers
 from helpers.catchup import asks_for_jobs
 from helpers.database import AlreadyHandled
 from helpers.links import LinkError, LinkRef, parse, parse_batch
@@ -55,6 +56,7 @@ async def _submit(client: Client, message, links: list[LinkRef]) -> None:
     refs = _refs(links)
     over_quota = max(0, len(refs) - quota.room)
     refs = refs[:quota.room]
+    await peers.keep(client)  # the job will need this user's (and chat's) hash after a crash
     try:
         # marked handled with its jobs, in one transaction: a crash keeps both or neither
         result = await app.queue.submit(user_id, refs, quota.premium,
@@ -87,6 +89,7 @@ async def _offer_join(client: Client, message, link: LinkRef) -> None:
     try:
         async with app.sessions.use(user_id) as session:
             invite = await session.invoke(CheckChatInvite(hash=link.invite_hash))
+            await app.sessions.remember(user_id, session, await peers.learn(session, invite))
     except JobError as e:
         await _reply(message, str(e))
         return
@@ -104,7 +107,7 @@ async def _offer_join(client: Client, message, link: LinkRef) -> None:
                               "to its messages.")
         return
     token = secrets.randbelow(1 << 31)
-    app.invites.set(token, (user_id, link.url, title))
+    app.invites.set(token, (user_id, link.invite_hash, title))
     markup = types.InlineKeyboardMarkup([[
         types.InlineKeyboardButton("Join", callback_data=app.sign("join", token, user_id)),
         types.InlineKeyboardButton("No", callback_data=app.sign("nojoin", token, user_id)),
@@ -123,15 +126,19 @@ async def join_button(client: Client, query):
         await query.answer("This button has expired. Send the invite link again.",
                            show_alert=True)
         return
-    _, url, title = offer
+    _, invite_hash, title = offer
     if checked[0] == "nojoin":
         await query.answer("Not joined.")
         await query.message.edit_text(f"Not joined «{title}».")
         return
     try:
         async with app.sessions.use(user_id) as session:
-            await session.join_chat(url)
+            joined = await session.invoke(ImportChatInvite(hash=invite_hash))
+            await app.sessions.remember(user_id, session, await peers.learn(session, joined))
         text = f"Joined «{title}». Send me links to its messages now."
+        if isinstance(joined, ChatInviteJoinResultWebView):
+            text = (f"«{title}» asks new members to pass a check first: join it in Telegram, "
+                    "then send me links to its messages.")
     except errors.UserAlreadyParticipant:
         text = f"Your account is already in «{title}»."
     except errors.InviteRequestSent:

@@ -160,7 +160,6 @@ async def test_kill_minus_nine_mid_transfer_then_restart_completes(sim, clients,
 
     ch = await user.create_channel("Slow", "")
     await user.set_chat_protected_content(ch.id, True)
-    await user.add_chat_members(ch.id, "crash_test_bot")
     src = write_random(tmp_path / "big.bin", 24 * 1024 * 1024)
     post = await user.send_document(ch.id, str(src), caption="survivor")
     env = {**os.environ, "API_ID": "12345", "API_HASH": "0123456789abcdef0123456789abcdef",
@@ -184,6 +183,8 @@ async def test_kill_minus_nine_mid_transfer_then_restart_completes(sim, clients,
             if log.exists() and "MEMORY SNAPSHOT [startup]" in log.read_text():
                 break
             await asyncio.sleep(0.1)
+        # Added while it runs: Telegram tells a bot a private chat's hash only in that update.
+        await user.add_chat_members(ch.id, "crash_test_bot")
         await user.send_message("crash_test_bot", f"https://t.me/c/{str(ch.id)[4:]}/{post.id}")
         deadline = time.monotonic() + 30
         while sim.stats["upload.GetFile"] < 3 and time.monotonic() < deadline:

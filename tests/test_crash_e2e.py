@@ -88,6 +88,27 @@ class Rig:
                          "the bot to start")
         await asyncio.sleep(0.3)
 
+    async def introduce(self, chat_id: int) -> None:
+        """Add the bot to the chat while it runs (Telegram sends a bot a private chat's
+        access hash only in that update), wait until it has kept it, then kill it: the test
+        starts it again when it wants."""
+        await self.start()
+        await self.user.add_chat_members(chat_id, self.bot_acc.username)
+        await self.until(lambda: self._bot_keeps(chat_id), 30, "the bot to keep the chat")
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def _bot_keeps(self, chat_id: int) -> bool:
+        """The chat is committed in the bot's peer database (pyrogram's session file)."""
+        con = sqlite3.connect(self.db_path.parent / "bot.session", timeout=10)
+        try:
+            row = con.execute("SELECT 1 FROM peers WHERE id = ?", (chat_id,)).fetchone()
+            return row is not None
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            con.close()
+
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
@@ -237,7 +258,7 @@ async def _channel(rig: Rig, sizes: list[int], tag: str):
     user = rig.user
     ch = await user.create_channel(f"Crash {tag}", "")
     await user.set_chat_protected_content(ch.id, True)
-    await user.add_chat_members(ch.id, rig.bot_acc.username)
+    await rig.introduce(ch.id)
     links, captions, digests = [], [], {}
     for i, size in enumerate(sizes):
         src = write_random(rig.tmp / f"{tag}{i}.bin", size)

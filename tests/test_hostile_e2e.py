@@ -139,7 +139,7 @@ async def test_no_secret_in_logs_memstats_stats_metrics_or_status_page(sim, clie
         await login(env, user, password="pa55-word-xyz")
         owner = await env.person("Owner")
         ch = await owner.client.create_channel("Private", "")
-        await owner.client.add_chat_members(ch.id, user.id)
+        await user.client.join_chat(await owner.client.export_chat_invite_link(ch.id))
         note = await owner.client.send_message(ch.id, "hello")
         await user.say(f"https://t.me/c/{str(ch.id)[4:]}/{note.id}")
         await user.expect_text("hello")

@@ -35,7 +35,7 @@ async def test_sigterm_mid_transfer_exits_zero_and_resumes(sim, clients, phone, 
 
     ch = await owner.create_channel("Private", "")
     await owner.set_chat_protected_content(ch.id, True)
-    await owner.add_chat_members(ch.id, reader.me.id)
+    await reader.join_chat(await owner.export_chat_invite_link(ch.id))  # owner never saw reader
     src = write_random(tmp_path / "big.bin", 16 * 1024 * 1024)
     post = await owner.send_document(ch.id, str(src), caption="after the deploy")
 

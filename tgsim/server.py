@@ -210,7 +210,9 @@ class TgSim:
         # per-account file requests in flight and exported authorizations (tgsim/file_limits.py)
         self.file_limit = FileRequestLimit(max_file_requests_per_account)
         self.export_limit = ExportLimit()
-        from tgsim import api  # noqa: F401 - registers the handlers
+        from tgsim import api, membership  # noqa: F401 - registers the handlers
+        self.world.on_member_change = (
+            lambda ch, uid, actor, before: membership.announce(self, ch, uid, actor, before))
         from tgsim.cdn import Cdn
         self.cdn = Cdn(self)
 

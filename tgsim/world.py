@@ -78,6 +78,7 @@ class Account:
     next_msg_id: int = 1
     pts: int = 1
     seq: int = 0  # the Updates containers pushed to the account (core.telegram.org/api/updates)
+    qts: int = 0  # secret chats and bots' participant updates (core.telegram.org/api/updates)
     box: dict[int, Msg] = field(default_factory=dict)
     bot_commands: list = field(default_factory=list)
     # the home DC: a login elsewhere is sent there (PHONE_MIGRATE_X / USER_MIGRATE_X)
@@ -146,11 +147,15 @@ class World:
         # Registered applications (api_id -> api_hash, https://core.telegram.org/myapp): a
         # login with any other pair is refused with API_ID_INVALID, as Telegram does.
         self.apps: dict[int, str] = {12345: "0123456789abcdef0123456789abcdef"}
-        # Telegram refuses access_hash 0 for a channel the client has not seen lately; by
-        # default tgsim lets members use it, True makes it as strict as Telegram.
-        self.strict_access_hash = False
         # every media's file_reference rotates after this many seconds (tgsim/file_refs.py)
         self.file_refs = FileRefs(file_reference_ttl)
+        # Each account has its own access_hash for a peer (tgsim/access_hash.py) and only that
+        # one works. False lets members pass access_hash 0 for their channels: lenient, for
+        # a test that says why (core.telegram.org/api/peers).
+        self.strict_access_hash = True
+        # (channel, user_id, actor_id, (was member, was admin)) after a membership change, so
+        # the server can send the member what Telegram sends (tgsim/membership.py)
+        self.on_member_change: Callable[[Channel, int, int | None, tuple], None] | None = None
         # (key, file id) -> the join of a finished upload, for a client that asks again
         self.finished_uploads: dict[tuple[bytes, int], asyncio.Future] = {}
         self.accounts: dict[int, Account] = {}
@@ -217,6 +222,18 @@ class World:
         ch.username = username
         if username:
             self.by_username[username.lower()] = ("channel", ch.id)
+
+    def add_member(self, ch: Channel, user_id: int, actor_id: int | None = None,
+                   admin: bool | None = None) -> None:
+        """Add (or promote/demote with `admin`) a member and tell them, as Telegram does."""
+        before = (user_id in ch.members, user_id in ch.admins)
+        ch.members.add(user_id)
+        if admin is True:
+            ch.admins.add(user_id)
+        elif admin is False:
+            ch.admins.discard(user_id)
+        if before != (True, user_id in ch.admins) and self.on_member_change is not None:
+            self.on_member_change(ch, user_id, actor_id, before)
 
     def channel_by_invite(self, invite_hash: str) -> Channel | None:
         for ch in self.channels.values():

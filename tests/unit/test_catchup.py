@@ -94,3 +94,22 @@ async def test_a_running_bot_asks_for_a_difference_now_and_then(db, client):
     client.is_connected = False
     await c.tick()
     assert len(client.resyncs) == 1
+
+
+async def test_a_channel_state_without_pts_does_not_stop_the_catch_up(db, client):
+    """A bot's updateChannelParticipant (channel_id, qts, no pts) leaves the library a channel
+    state with pts NULL, from which recover_gaps would send getChannelDifference(pts=None)
+    and fail as a whole; the catch-up drops that row and keeps real channel states."""
+    await client.storage.set_update_state(UpdateState(-1001234, None, 7, None, None))
+    await client.storage.set_update_state(UpdateState(-1005678, 40, None, 900, None))
+    seen = []
+
+    async def recover_gaps():
+        states = await client.storage.get_update_states()
+        assert all(s.pts is not None for s in states), states  # what the library would use
+        seen.extend(s.id for s in states)
+        return 0, 0
+
+    client.recover_gaps = recover_gaps
+    await Catchup(client, db, max_age_s=60).recover()
+    assert sorted(seen) == [-1005678, 0]

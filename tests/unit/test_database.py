@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from helpers import database
-from helpers.database import Database
+from helpers.database import _MIGRATIONS, Database
 from helpers.secrets import SessionCipher, generate_key
 
 

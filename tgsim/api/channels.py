@@ -51,7 +51,7 @@ async def join_channel(call: Call, q):
     ch = call.channel_from_input(q.channel)
     if ch.username is None and call.me.id not in ch.members:
         raise RpcFail(400, "CHANNEL_PRIVATE")
-    ch.members.add(call.me.id)
+    call.world.add_member(ch, call.me.id, call.me.id)
     return _chats_updates(call, ch)
 
 
@@ -69,7 +69,7 @@ async def invite_to_channel(call: Call, q):
     if call.me.id not in ch.admins:
         raise RpcFail(400, "CHAT_ADMIN_REQUIRED")
     for u in q.users:
-        ch.members.add(call.user_from_input(u).id)
+        call.world.add_member(ch, call.user_from_input(u).id, call.me.id)
     return raw.types.messages.InvitedUsers(updates=_chats_updates(call, ch), missing_invitees=[])
 
 
@@ -79,12 +79,9 @@ async def edit_admin(call: Call, q):
     if call.me.id != ch.creator_id:
         raise RpcFail(400, "CHAT_ADMIN_REQUIRED")
     target = call.user_from_input(q.user_id)
-    ch.members.add(target.id)
     rights = q.admin_rights
-    if any(getattr(rights, f, False) for f in rights.__slots__):
-        ch.admins.add(target.id)
-    else:
-        ch.admins.discard(target.id)
+    call.world.add_member(ch, target.id, call.me.id,
+                          admin=any(getattr(rights, f, False) for f in rights.__slots__))
     return _chats_updates(call, ch)
 
 

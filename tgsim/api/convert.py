@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pyrogram import raw
 
+from tgsim.access_hash import for_viewer
 from tgsim.world import Account, Channel, Media, Msg, World
 
 FILE_REFERENCE = b"\x01tgsim"  # only for media made outside World.add_media
@@ -22,7 +23,7 @@ def user(acc: Account, viewer_id: int | None) -> raw.types.User:
         bot=acc.bot,
         deleted=acc.deactivated,
         premium=acc.premium,
-        access_hash=acc.access_hash,
+        access_hash=for_viewer(acc.access_hash, viewer_id),  # per account: api/peers
         first_name=acc.first_name,
         username=acc.username,
         phone=acc.phone if is_self else None,
@@ -51,7 +52,7 @@ def channel(ch: Channel, viewer_id: int | None) -> raw.types.Channel:
         megagroup=ch.megagroup,
         forum=ch.forum,
         noforwards=ch.noforwards,
-        access_hash=ch.access_hash,
+        access_hash=for_viewer(ch.access_hash, viewer_id),  # per account: api/peers
         username=ch.username,
         admin_rights=rights,
         participants_count=len(ch.members),

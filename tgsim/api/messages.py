@@ -465,7 +465,7 @@ async def import_chat_invite(call: Call, q):
         raise RpcFail(400, "INVITE_HASH_INVALID")
     if call.me.id in ch.members:
         raise RpcFail(400, "USER_ALREADY_PARTICIPANT")
-    ch.members.add(call.me.id)
+    call.world.add_member(ch, call.me.id, call.me.id)
     return raw.types.Updates(updates=[], users=[], chats=[channel(ch, call.me.id)],
                              date=call.now(), seq=0)
 
