@@ -91,7 +91,9 @@ async def test_protected_media_is_not_resent_by_reference(clients, phone, tmp_pa
     owner = await clients.user(phone, "Owner")
     reader = await clients.user(phone + "7", "Reader")
     ch = await owner.create_channel("Locked", "")
-    await owner.add_chat_members(ch.id, reader.me.id)
+    # by invite: the owner never saw the reader, so it holds no hash to add them by
+    # (core.telegram.org/api/peers)
+    await reader.join_chat(await owner.export_chat_invite_link(ch.id))
     src = write_random(tmp_path / "p.bin", 5000)
     posts = [await owner.send_document(ch.id, str(src)) for _ in range(2)]
     seen = await reader.get_messages(ch.id, posts[0].id)

@@ -327,8 +327,12 @@ async def test_floodwait_on_an_album_fetch_through_a_user_session_is_waited_out(
 
 async def test_floodwait_on_resolve_through_a_user_session_is_waited_out(sim, clients,
                                                                         tmp_path):
-    """A FloodWait while resolving the chat is waited out, not taken for "unknown chat"
-    (which would send a cold session scanning up to 2000 dialogs)."""
+    """A FloodWait while resolving the chat is waited out, not taken for "unknown chat". A
+    cold session holds no access hash for a private channel, and Telegram accepts no other
+    (core.telegram.org/api/peers), so resolving it is the dialog scan: flooded twice, it is
+    asked again after each wait and the job is delivered. (kurigram's get_dialogs sleeps
+    through a flood itself; the pipeline's policy around the scan covers a library that
+    does not, and this pins the outcome either way.)"""
     async with bot_env(sim, clients, tmp_path) as env:
         me = env.people[0]
         owner = await env.person("Owner")
@@ -336,15 +340,16 @@ async def test_floodwait_on_resolve_through_a_user_session_is_waited_out(sim, cl
         ch = await _private_channel(owner, "Resolve vault", me)
         src = write_random(tmp_path / "r.bin", 600_000)
         post = await owner.client.send_document(ch.id, str(src), caption="resolve")
-        sim.faults.flood["channels.GetChannels"] = FloodRule(every=1, seconds=2, limit=1,
-                                                             user_id=me.id)
+        sim.faults.flood["messages.GetDialogs"] = FloodRule(every=1, seconds=1, limit=2,
+                                                            user_id=me.id)
         dialogs = sim.stats["messages.GetDialogs"]
         await me.say(_link(ch, post.id))
         got, texts = await _collect(me, media=1, timeout=60,
                                     give_up=lambda ts: any("failed" in t for t in ts))
-        assert sim.faults.flood["channels.GetChannels"].fired == 1
+        assert sim.faults.flood["messages.GetDialogs"].fired == 2
         sim.faults.reset()
-        assert sim.stats["messages.GetDialogs"] == dialogs, "no dialog scan after a flood"
+        # two flooded scans, then the one after the waits: never given up, never repeated
+        assert sim.stats["messages.GetDialogs"] - dialogs == 3
         assert await _same_bytes(me, got[0], file_digest(src), tmp_path / "o" / "r")
         _no_traceback(texts)
 
