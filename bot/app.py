@@ -16,6 +16,7 @@ from pyrogram.types import BotCommand
 from bot.config import ConfigError, Settings
 from bot.server import WebServer
 from helpers import floodwait
+from helpers.allocator import pin_mmap_threshold
 from helpers.cache import TTLCache
 from helpers.database import Database
 from helpers.janitor import Janitor
@@ -64,6 +65,7 @@ class App:
         # token -> (user_id, invite link, title) behind a Join button
         self.invites: TTLCache[int, tuple[int, str, str]] = TTLCache(maxsize=500, ttl=900)
         self.bytes_transferred = 0
+        pin_mmap_threshold()  # part buffers back to the OS when freed (helpers/allocator.py)
         self.monitor = MemoryMonitor(settings.memory_limit_mb, settings.memory_warn_mb,
                                      settings.spike_mb, settings.memory_check_interval)
         self.transfers = Transfers(reserve=self.monitor.try_reserve,
