@@ -9,6 +9,7 @@ import hmac
 import logging
 import time
 from pathlib import Path
+from typing import Callable
 
 from pyrogram import Client, enums, errors, types
 from pyrogram.types import BotCommand
@@ -48,8 +49,11 @@ COMMANDS = [
 class App:
     """The running bot. Plugins reach it as `client.app`."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, clock: Callable[[], float] | None = None):
+        """clock: the wall clock of what the database stores (job history, daily caps);
+        time.time unless a test lives through weeks in seconds."""
         self.settings = settings
+        self.clock = clock
         self.started_at = time.time()
         self.db: Database | None = None
         self.bot: Client | None = None
@@ -224,7 +228,8 @@ class App:
         for value in (s.api_hash, s.bot_token, s.session_key):
             if value:
                 register_secret(value)
-        self.db = await Database.open(s.database_path)
+        self.db = await Database.open(s.database_path, clock=self.clock)
+        self.janitor.db, self.janitor.history_s = self.db, s.job_history_days * 86400
         await self._open_cipher()
         self.sessions = SessionManager(
             self.db, self.cipher, api_id=s.api_id, api_hash=s.api_hash,

@@ -562,9 +562,9 @@ class Database:
         """Give the pages freed by pruning back to the file system and empty the WAL, so
         the files on disk stay the size of the live data, not of everything ever written."""
         async with self._wlock:
-            async with self._conn.execute("PRAGMA incremental_vacuum") as cur:
-                async for _ in cur:  # the pragma frees pages as its rows are stepped
-                    pass
+            # executescript steps the pragma to its end; execute() steps it once, which
+            # frees a single page.
+            await self._conn.executescript("PRAGMA incremental_vacuum")
             async with self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
                 await cur.fetchall()
 
