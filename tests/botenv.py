@@ -110,14 +110,15 @@ class Env:
 
 
 @contextlib.asynccontextmanager
-async def bot_env(sim, clients, tmp_path, **overrides):
-    """Start the bot on tgsim with `overrides` applied to its settings, and one person."""
+async def bot_env(sim, clients, tmp_path, clock=None, **overrides):
+    """Start the bot on tgsim with `overrides` applied to its settings, and one person;
+    clock: the wall clock of the bot's database (App's clock)."""
     bot_acc = sim.world.add_bot("dl_test_bot", "Downloader")
     settings = sim_settings(load_settings(environ={}, env_file=None), sim, bot_acc.bot_token,
                             tmp_path / "bot")
     overrides.setdefault("session_key", generate_key())
     settings = dataclasses.replace(settings, **overrides)
-    app = App(settings)
+    app = App(settings, clock=clock)
     await app.start()
     env = Env(sim, clients, app, bot_acc, tmp_path)
     try:
