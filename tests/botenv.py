@@ -55,11 +55,32 @@ class Person:
         await self.say(text)
         return await self.expect_text(fragment, timeout)
 
+    async def settle(self, timeout: float = 30) -> list:
+        """Everything the bot sent this person before now, once it is idle for them: a /status
+        round trip, since one chat's messages arrive in the order they were sent. Fails if the
+        person still has jobs (the reply is then not the idle one)."""
+        await self.say("/status")
+        out = []
+        while True:
+            msg = await self.expect(lambda m: True, timeout)
+            if (msg.text or "").startswith("You have no jobs in progress"):
+                return out
+            out.append(msg)
+
     def drain(self) -> list:
         out = []
         while not self.inbox.empty():
             out.append(self.inbox.get_nowait())
         return out
+
+
+async def wait_until(cond, timeout: float, what: str, every: float = 0.05) -> None:
+    """Poll cond() until it is true; fail the test, naming `what`, at the timeout."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(every)
 
 
 class Env:
