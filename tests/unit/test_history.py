@@ -132,3 +132,20 @@ async def test_a_database_from_before_the_counters_is_migrated_and_switched(tmp_
         assert await db._scalar("PRAGMA auto_vacuum") == 2
     finally:
         await db.close()
+
+
+def test_history_days_setting_is_documented_and_checked():
+    import re
+    from pathlib import Path
+
+    import pytest
+
+    from bot.config import ConfigError, load_settings
+
+    example = (Path(__file__).resolve().parents[2] / "config.env.example").read_text()
+    assert re.search(r"^JOB_HISTORY_DAYS=30$", example, re.M)
+    assert load_settings({}, env_file=None).job_history_days == 30
+    assert load_settings({"JOB_HISTORY_DAYS": "7"}, env_file=None).job_history_days == 7
+    for bad in ("0", "-1", "x", "99999"):
+        with pytest.raises(ConfigError, match="JOB_HISTORY_DAYS"):
+            load_settings({"JOB_HISTORY_DAYS": bad}, env_file=None)
