@@ -11,13 +11,16 @@ and real pyrogram users in this one, samples the bot's RSS every 0.1 s, and prin
       in file size (peak while the job runs minus the settled RSS just before); a first
       transfer of --first-mb goes before them and is reported apart, as it pays one-time costs;
   (d) peak RSS with --sessions live sessions, --concurrent transfers of --big-mb at once and
-      --queued jobs waiting behind them.
+      --queued jobs waiting behind them;
+  (e) the residue: the idle RSS --residue-s (60) after the load ended minus the idle RSS just
+      before the first transfer, the same --sessions live both times, with where the RSS sits
+      (the main heap, other anonymous mappings, files; from /proc/PID/smaps) at both points.
 
     python -m bench.memory_profile            # 20 sessions, 2048 + 512 MB, 3 x 2048 MB, 20 queued
     python -m bench.memory_profile --quick    # 5 sessions, 128 + 32 MB, 3 x 128 MB, 5 queued
 
 Goals (issue 5): per session <= 3 MiB; transfer delta <= 16 MiB and flat in size; the
-sessions/concurrent/queued peak <= 200 MiB. Flat means the peak RSS during the big transfer
+sessions/concurrent/queued peak <= 200 MiB; (issue 12) residue <= 8 MiB. Flat means the peak RSS during the big transfer
 is at most 4 MiB above the peak during the small one. Peaks, not deltas: the settled RSS
 before a transfer moves by a few MiB between transfers (the allocator hands freed buffers
 back, the bot's monitor trims), so the difference of two deltas carries that noise twice
