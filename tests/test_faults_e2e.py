@@ -463,6 +463,8 @@ async def test_database_locked_during_the_bookkeeping_after_an_upload(sim, clien
         assert got[0].caption == "books 1"
         assert [r["status"] for r in rows] == ["done", "done"], rows
         assert not any("#1 failed" in t for t in texts), texts
+        # the rows read 'done' a moment before the queue has counted them
+        await asyncio.wait_for(env.app.queue.wait_idle(), 10)
         assert env.app.queue.done_count == 2
 
 
