@@ -5,11 +5,10 @@ returned to the OS on free, but each time such a block is freed it raises the th
 that block's size (up to 32 MiB). After the first transfer every part buffer (256 KiB
 received, decrypted, written, then freed) therefore comes from the heaps of the main and
 the threads' arenas instead, and the holes they leave between longer-lived small objects
-stay resident. bench/memory_profile.py --quick measured it: the bot idle with 5 live
-sessions at 99.4 MiB before three 128 MB transfers and 116.2 MiB a minute after them
-(+16.4 MiB; +22 with the default threshold and +15.2 with MALLOC_ARENA_MAX=2 alone), against
-+2.4 MiB with the threshold pinned at 128 KiB, and the peak under load went from 130 to
-112 MiB. Setting the threshold explicitly also turns glibc's dynamic raise off.
+stay resident. bench/memory_profile.py --big-mb 512 --small-mb 128 (20 live sessions) measured
+it: 12.3 MiB still held a minute after the load with the dynamic threshold, 3.6 MiB with it
+pinned at 128 KiB, and the peak under load 143.2 MiB against 126.9 (--quick: +16.4 against
++2.4; MALLOC_ARENA_MAX=2 alone: +15.2). Setting the threshold also turns the dynamic raise off.
 """
 
 from __future__ import annotations
