@@ -1,6 +1,6 @@
 """Hostile input against the running bot, and a grep for secrets in everything it shows.
 
-Every message of the corpus gets a clear reply or is ignored: no traceback reaches the user
+Every message of the corpus gets exactly one clear reply: no traceback reaches the user
 or the log, the queue is untouched, and files never leave ASSETS_DIR."""
 
 from __future__ import annotations
