@@ -11,13 +11,16 @@ and real pyrogram users in this one, samples the bot's RSS every 0.1 s, and prin
       in file size (peak while the job runs minus the settled RSS just before); a first
       transfer of --first-mb goes before them and is reported apart, as it pays one-time costs;
   (d) peak RSS with --sessions live sessions, --concurrent transfers of --big-mb at once and
-      --queued jobs waiting behind them.
+      --queued jobs waiting behind them;
+  (e) the residue: the idle RSS --residue-s (60) after the load ended minus the idle RSS just
+      before the first transfer, the same --sessions live both times, with where the RSS sits
+      (the main heap, other anonymous mappings, files; from /proc/PID/smaps) at both points.
 
     python -m bench.memory_profile            # 20 sessions, 2048 + 512 MB, 3 x 2048 MB, 20 queued
     python -m bench.memory_profile --quick    # 5 sessions, 128 + 32 MB, 3 x 128 MB, 5 queued
 
 Goals (issue 5): per session <= 3 MiB; transfer delta <= 16 MiB and flat in size; the
-sessions/concurrent/queued peak <= 200 MiB. Flat means the peak RSS during the big transfer
+sessions/concurrent/queued peak <= 200 MiB; (issue 12) residue <= 8 MiB. Flat means the peak RSS during the big transfer
 is at most 4 MiB above the peak during the small one. Peaks, not deltas: the settled RSS
 before a transfer moves by a few MiB between transfers (the allocator hands freed buffers
 back, the bot's monitor trims), so the difference of two deltas carries that noise twice
@@ -51,6 +54,7 @@ GOAL_SESSION_MIB = 3.0
 GOAL_TRANSFER_MIB = 16.0
 GOAL_FLAT_MIB = 4.0
 GOAL_PEAK_MIB = 200.0
+GOAL_RESIDUE_MIB = 8.0
 PING_SIZE = 64 * 1024
 
 
@@ -171,6 +175,8 @@ async def profile(a: argparse.Namespace, work: Path, out: dict) -> None:
             phases.start(f"(c) one {size_mb:g} MB transfer")
             await h.wait_idle(live=n)
             before_rss = await h.sampler.settled(2.0)
+            if "idle_before" not in out:
+                out["idle_before"], out["kinds_before"] = before_rss, rss_by_kind(h.bot.pid)
             before_files = h.sim.stored_files()
             t0 = time.monotonic()
             await users[0].say(link(chat, msg_id))
@@ -231,6 +237,7 @@ async def profile(a: argparse.Namespace, work: Path, out: dict) -> None:
                                   180 + a.concurrent * size / (2 * MB))
                 t1 = time.monotonic()
                 await _deliveries([(by_id[i], "ping", c) for i, c in pings.items()], 120)
+                out["load_end"] = time.monotonic()
             finally:
                 watcher.cancel()
             peak = h.sampler.peak(t0, t1)
@@ -241,9 +248,18 @@ async def profile(a: argparse.Namespace, work: Path, out: dict) -> None:
             print(f"  peak {peak / MIB:.1f} MiB; seen at once: {seen['live']} live sessions, "
                   f"{seen['running']} transfers, {seen['waiting']} queued; "
                   f"{a.concurrent * size / MB / (t1 - t0):.1f} MB/s (down + up)", flush=True)
-        phases.start("idle again")
-        out["end_live"] = (await h.wait_idle()).sessions_live
-        out["end"] = await h.sampler.settled(3.0)
+        phases.start(f"idle again, watched for {a.residue_s:g} s")
+        t_end = out.get("load_end", time.monotonic())
+        out["end_live"] = (await h.wait_idle(live=n)).sessions_live
+        trail = []
+        while True:
+            rss = await h.sampler.settled(min(5.0, max(1.0, a.residue_s / 12)))
+            trail.append((time.monotonic() - t_end, rss))
+            if trail[-1][0] >= a.residue_s:
+                break
+        out["end"], out["end_trail"] = rss, trail
+        out["kinds_end"] = rss_by_kind(h.bot.pid)
+        out["end_live_after"] = (await h.bot.metrics()).sessions_live
         phases.start("stop")
         out["peak_all"] = h.sampler.peak()
         out["samples"] = len(h.sampler.samples)
@@ -251,6 +267,32 @@ async def profile(a: argparse.Namespace, work: Path, out: dict) -> None:
     out["bot_rc"] = h.bot_rc
     phases.end()
     out["phases"] = phases.rows
+
+
+def rss_by_kind(pid: int) -> dict[str, int]:
+    """Where the process's RSS is, from /proc/PID/smaps (Linux): the main malloc heap,
+    other anonymous mappings (thread arenas, big mmapped buffers, stacks) and files (code,
+    libraries). {} where smaps is not readable."""
+    out = {"heap": 0, "anon": 0, "file": 0}
+    kind = None
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                head = line.split(maxsplit=6)
+                if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
+                    name = head[5].strip() if len(head) > 5 else ""
+                    kind = ("heap" if name == "[heap]" else
+                            "anon" if not name or name.startswith("[") else "file")
+                elif line.startswith("Rss:") and kind:
+                    out[kind] += int(line.split()[1]) * 1024
+    except OSError:
+        return {}
+    out["total"] = sum(out.values())
+    return out
+
+
+def _kinds(k: dict[str, int]) -> str:
+    return ", ".join(f"{name} {v / MIB:.1f}" for name, v in k.items()) if k else "n/a"
 
 
 def _verdict(ok: bool) -> str:
@@ -300,8 +342,19 @@ def report(a: argparse.Namespace, r: dict) -> bool:
         print(f"(d) {seen['live']} sessions / {seen['running']} x {a.big_mb:g} MB / "
               f"{seen['waiting']} queued  {peak / MIB:6.1f} MiB peak, {secs:.0f} s  goal <= "
               f"{GOAL_PEAK_MIB:g}: {_verdict(ok)}")
-    print(f"    idle again at the end       {r['end'] / MIB:8.1f} MiB  {r['end_live']} live "
-          f"sessions, nothing running or queued")
+    before = r.get("idle_before", r["curve"][-1][1])
+    residue = (r["end"] - before) / MIB
+    same = r["end_live"] == r["end_live_after"] == a.sessions
+    ok = residue <= GOAL_RESIDUE_MIB and same
+    oks.append(ok)
+    print(f"(e) residue after the load      {residue:+8.1f} MiB  idle again {r['end'] / MIB:.1f} "
+          f"{a.residue_s:g} s after the load ended minus idle before it {before / MIB:.1f}, "
+          f"{r['end_live_after']} live sessions both times, goal <= {GOAL_RESIDUE_MIB:g}: "
+          f"{_verdict(ok)}")
+    print("    RSS after the load          " + ", ".join(
+        f"{t:.0f} s: {v / MIB:.1f}" for t, v in r["end_trail"]))
+    print(f"    where (smaps, MiB)          before: {_kinds(r.get('kinds_before', {}))}; "
+          f"after: {_kinds(r.get('kinds_end', {}))}")
     space = r["space_peak"]
     where = f"peak disk use {space.get('work', 0) / MB:.0f} MB"
     if "tgsim" in space:
@@ -362,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="(c) smaller file for the flatness check; 0 skips it")
     p.add_argument("--concurrent", type=int, default=3, help="(d) transfers at once; 0 skips")
     p.add_argument("--queued", type=int, default=20, help="(d) jobs queued behind them")
+    p.add_argument("--residue-s", type=float, default=60,
+                   help="(e) how long after the load the idle RSS is watched; the residue "
+                        "is the RSS at its end minus the idle RSS before the load")
     p.add_argument("--memory-limit-mb", type=int, default=512, help="MEMORY_LIMIT_MB")
     p.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     p.add_argument("--dir", default=None, help="where to make the work directory")

@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.tgsim_2gb import (  # noqa: E402
-    API_HASH, API_ID, MIB, RssSampler, free_port, login, sha256_file, tgsim_port_args,
+    API_HASH, API_ID, MIB, RssSampler, login, sha256_file, tgsim_port_args,
     write_test_file)
 
 MB = 1000 * 1000

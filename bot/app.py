@@ -9,6 +9,7 @@ import hmac
 import logging
 import time
 from pathlib import Path
+from typing import Callable
 
 from pyrogram import Client, enums, types
 from pyrogram.types import BotCommand
@@ -17,6 +18,7 @@ from bot.config import ConfigError, Settings
 from bot.server import WebServer
 from bot.startup import StartupError, close_client, login_bot
 from helpers import floodwait
+from helpers.allocator import pin_mmap_threshold
 from helpers.cache import TTLCache
 from helpers.catchup import Catchup
 from helpers.database import Database
@@ -51,8 +53,11 @@ COMMANDS = [
 class App:
     """The running bot. Plugins reach it as `client.app`."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, clock: Callable[[], float] | None = None):
+        """clock: the wall clock of what the database stores (job history, daily caps);
+        time.time unless a test lives through weeks in seconds."""
         self.settings = settings
+        self.clock = clock
         self.started_at = time.time()
         self.db: Database | None = None
         self.bot: Client | None = None
@@ -69,6 +74,7 @@ class App:
         # token -> (user_id, invite hash, title) behind a Join button
         self.invites: TTLCache[int, tuple[int, str, str]] = TTLCache(maxsize=500, ttl=900)
         self.bytes_transferred = 0
+        pin_mmap_threshold()  # part buffers back to the OS when freed (helpers/allocator.py)
         self.monitor = MemoryMonitor(settings.memory_limit_mb, settings.memory_warn_mb,
                                      settings.spike_mb, settings.memory_check_interval)
         self.transfers = Transfers(reserve=self.monitor.try_reserve,
@@ -231,7 +237,8 @@ class App:
         for value in (s.api_hash, s.bot_token, s.session_key, s.metrics_token):
             if value:
                 register_secret(value, pinned=True)
-        self.db = await Database.open(s.database_path)
+        self.db = await Database.open(s.database_path, clock=self.clock)
+        self.janitor.db, self.janitor.history_s = self.db, s.job_history_days * 86400
         await self._open_cipher()
         self.sessions = SessionManager(
             self.db, self.cipher, api_id=s.api_id, api_hash=s.api_hash,

@@ -64,6 +64,7 @@ class Settings:
     port: int = 8080
     progress_interval_s: float = 5.0
     janitor_max_age_s: int = 1800
+    job_history_days: int = 30
     free_daily_jobs: int = 50
     premium_daily_jobs: int = 1000
     free_batch_cap: int = 20
@@ -334,6 +335,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
         port=r.int("PORT", 8080, maximum=65535),
         progress_interval_s=r.float("PROGRESS_INTERVAL", 5.0, minimum=3.0),
         janitor_max_age_s=r.int("JANITOR_MAX_AGE", 1800),
+        job_history_days=r.int("JOB_HISTORY_DAYS", 30, maximum=3650),
         free_daily_jobs=r.int("FREE_DAILY_JOBS", 50, minimum=0),
         premium_daily_jobs=r.int("PREMIUM_DAILY_JOBS", 1000, minimum=0),
         free_batch_cap=r.int("FREE_BATCH_CAP", 20),

@@ -200,10 +200,15 @@ class TgsimProcess(Child):
 _SETTING = re.compile(r"^#?\s*([A-Z][A-Z0-9_]+)=", re.M)
 
 
+# What a child process needs from ours to run at all; nothing else of the caller's leaks in.
+_KEEP_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+
+
 def bot_environment(overrides: dict[str, object]) -> dict[str, str]:
-    """The child's environment: every documented setting blank (so a config.env in the repo
-    and the caller's own settings do not leak in), then the overrides."""
-    env = dict(os.environ)
+    """The environment of a `python -m bot` child: a clean one (the caller's variables do
+    not leak in, only _KEEP_ENV), every documented setting blank (so a config.env in the repo,
+    read from the bot's working directory, does not either), then the overrides."""
+    env = {k: os.environ[k] for k in _KEEP_ENV if k in os.environ}
     names = set(_SETTING.findall((ROOT / "config.env.example").read_text()))
     names |= {"RENDER", "RENDER_EXTERNAL_URL", "CONSTRAINED"}
     env.update({name: "" for name in names})

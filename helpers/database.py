@@ -16,7 +16,7 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable, Sequence
+from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 
 import aiosqlite
 
@@ -113,6 +113,34 @@ _MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "ALTER TABLE user_sessions ADD COLUMN peers_blob BLOB NULL",
         ),
     ),
+    (
+        # Running totals for /stats, kept by triggers so that no code path can forget them
+        # and so that pruning old jobs (prune_jobs) does not change what /stats reports.
+        4,
+        (
+            "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL DEFAULT 0)",
+            "INSERT INTO counters(name, value) SELECT 'jobs_' || s.status, COUNT(j.id) FROM "
+            "(SELECT 'done' AS status UNION SELECT 'failed' UNION SELECT 'cancelled') s "
+            "LEFT JOIN jobs j ON j.status = s.status GROUP BY s.status",
+            "INSERT INTO counters(name, value) SELECT 'bytes', COALESCE(SUM(bytes), 0) FROM jobs",
+            "INSERT INTO counters(name, value) SELECT 'users', COUNT(*) FROM users",
+            """CREATE TRIGGER jobs_count_final AFTER UPDATE OF status ON jobs
+               WHEN NEW.status IN ('done', 'failed', 'cancelled')
+                AND OLD.status NOT IN ('done', 'failed', 'cancelled')
+               BEGIN UPDATE counters SET value = value + 1 WHERE name = 'jobs_' || NEW.status;
+               END""",
+            """CREATE TRIGGER jobs_count_bytes AFTER UPDATE OF bytes ON jobs
+               WHEN NEW.bytes != OLD.bytes
+               BEGIN UPDATE counters SET value = value + NEW.bytes - OLD.bytes
+                     WHERE name = 'bytes'; END""",
+            """CREATE TRIGGER users_count_insert AFTER INSERT ON users
+               BEGIN UPDATE counters SET value = value + 1 WHERE name = 'users'; END""",
+            """CREATE TRIGGER users_count_delete AFTER DELETE ON users
+               BEGIN UPDATE counters SET value = value - 1 WHERE name = 'users'; END""",
+            # prune_jobs walks final jobs by age.
+            "CREATE INDEX jobs_finished ON jobs(finished) WHERE finished IS NOT NULL",
+        ),
+    ),
 ]
 
 _JOB_COLUMNS = (
@@ -143,6 +171,24 @@ def _utc_midnight(now: float) -> float:
     return _dt.datetime(d.year, d.month, d.day, tzinfo=_dt.timezone.utc).timestamp()
 
 
+async def _incremental_auto_vacuum(conn: aiosqlite.Connection) -> None:
+    """Pages freed by pruning go back to the file system on compact() instead of staying
+    in the file. A database made before this setting existed is rebuilt once (VACUUM), the
+    only way SQLite switches an existing file; a new one just takes the setting."""
+    cur = await conn.execute("PRAGMA auto_vacuum")
+    (mode,) = await cur.fetchone()
+    await cur.close()
+    if mode == 2:
+        return
+    await conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    cur = await conn.execute("SELECT COUNT(*) FROM sqlite_master")
+    (objects,) = await cur.fetchone()
+    await cur.close()
+    if objects:
+        log.info("database: switching to incremental auto_vacuum (one VACUUM)")
+        await conn.execute("VACUUM")
+
+
 class Database:
     """One aiosqlite connection shared by the whole process.
 
@@ -154,15 +200,23 @@ class Database:
     statement at a time anyway, so the lock costs no throughput.
     """
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path):
+    def __init__(self, conn: aiosqlite.Connection, path: Path,
+                 clock: Callable[[], float] | None = None):
         self._conn = conn
         self.path = path
         self._wlock = asyncio.Lock()
+        # Wall clock of every stored timestamp (created, finished, first_seen, daily caps,
+        # premium expiry): a test advances it to live through weeks in seconds.
+        self._clock = clock or time.time
+
+    def now(self) -> float:
+        return self._clock()
 
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    async def open(cls, path: str | Path) -> "Database":
+    async def open(cls, path: str | Path,
+                   clock: Callable[[], float] | None = None) -> "Database":
         path = Path(path)
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -170,13 +224,14 @@ class Database:
         conn = await aiosqlite.connect(str(path), isolation_level=None)
         try:
             conn.row_factory = aiosqlite.Row
+            await _incremental_auto_vacuum(conn)
             await conn.execute("PRAGMA journal_mode=WAL")
             # NORMAL under WAL survives a process crash (kill -9); only an OS crash or
             # power cut can lose the last commits, and it costs far fewer fsyncs.
             await conn.execute("PRAGMA synchronous=NORMAL")
             await conn.execute("PRAGMA busy_timeout=5000")
             await conn.execute("PRAGMA foreign_keys=ON")
-            db = cls(conn, path)
+            db = cls(conn, path, clock)
             await db._migrate()
         except BaseException:
             await conn.close()
@@ -279,7 +334,7 @@ class Database:
         """Returns True when the user is new (first contact)."""
         n = await self._write(
             "INSERT OR IGNORE INTO users(id, first_seen) VALUES (?, ?)",
-            (int(user_id), time.time()),
+            (int(user_id), self._clock()),
         )
         return n > 0
 
@@ -290,7 +345,8 @@ class Database:
             row["is_admin"] = bool(row["is_admin"])
             until = row["premium_until"]
             # Effective tier, so callers never forget the expiry check.
-            row["premium"] = row["tier"] == "premium" and (until is None or until > time.time())
+            row["premium"] = (row["tier"] == "premium"
+                              and (until is None or until > self._clock()))
         return row
 
     async def set_premium(
@@ -317,7 +373,7 @@ class Database:
         if row is None or row["tier"] != "premium":
             return False
         until = row["premium_until"]
-        return until is None or until > (time.time() if now is None else now)
+        return until is None or until > (self._clock() if now is None else now)
 
     async def set_admin(self, user_id: int, is_admin: bool) -> None:
         await self.ensure_user(user_id)
@@ -351,7 +407,7 @@ class Database:
                 return
 
     async def count_users(self) -> int:
-        return int(await self._scalar("SELECT COUNT(*) FROM users"))
+        return int(await self._scalar("SELECT value FROM counters WHERE name = 'users'") or 0)
 
     async def get_settings(self, user_id: int) -> dict:
         raw = await self._scalar("SELECT settings_json FROM users WHERE id = ?", (int(user_id),))
@@ -384,7 +440,7 @@ class Database:
 
         source: the (chat_id, msg_id) of the message that asked, marked handled in the same
         transaction, so a crash leaves either both or neither; AlreadyHandled if it was."""
-        now = time.time()
+        now = self._clock()
         ids: list[int] = []
         async with self._tx() as conn:
             if source is not None:
@@ -445,7 +501,7 @@ class Database:
         """Returns False when the job is missing or already final: a final state is
         never left or overwritten, so every job ends exactly once."""
         _check_statuses(status)
-        now = time.time()
+        now = self._clock()
         if status == "running":
             sql = ("UPDATE jobs SET status = 'running', started = ?, finished = NULL, "
                    "error = NULL WHERE id = ? AND status NOT IN ('done','failed','cancelled')")
@@ -529,22 +585,69 @@ class Database:
         )
 
     async def jobs_today(self, user_id: int, now: float | None = None) -> int:
-        since = _utc_midnight(time.time() if now is None else now)
+        since = _utc_midnight(self._clock() if now is None else now)
         return int(await self._scalar(
             "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND created >= ?",
             (int(user_id), since),
         ))
 
+    async def _counters(self) -> dict[str, int]:
+        return {name: int(value) for name, value in
+                await self._page("SELECT name, value FROM counters", ())}
+
     async def stats(self) -> dict:
-        by_status = {s: 0 for s in STATUSES}
-        for status, n in await self._page("SELECT status, COUNT(*) FROM jobs GROUP BY status", ()):
-            by_status[status] = n
+        """From the counters and the status index: no scan of the jobs table, and jobs
+        pruned from the history still count."""
+        counters = await self._counters()
+        by_status = {s: counters.get(f"jobs_{s}", 0) for s in STATUSES}
+        for status in ACTIVE_STATUSES:
+            by_status[status] = int(await self._scalar(
+                "SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)))
         return {
-            "users": await self.count_users(),
+            "users": counters.get("users", 0),
             "jobs": by_status,
-            "total_bytes": int(await self._scalar("SELECT COALESCE(SUM(bytes), 0) FROM jobs")),
+            "total_bytes": counters.get("bytes", 0),
             "sessions": int(await self._scalar("SELECT COUNT(*) FROM user_sessions")),
         }
+
+    # ------------------------------------------------------------------ history
+
+    async def count_jobs(self) -> int:
+        """Rows in the jobs table (history included); for tests and the janitor's log."""
+        return int(await self._scalar("SELECT COUNT(*) FROM jobs"))
+
+    async def prune_jobs(self, before: float, batch: int = _PAGE) -> int:
+        """Delete ended jobs that finished before `before` (their job_files go with them),
+        a batch per statement so other writers are not held up behind one long delete.
+        Waiting and running jobs are never touched; /stats keeps counting the pruned ones."""
+        total = 0
+        while True:
+            n = await self._write(
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished < ? "
+                "AND status IN ('done','failed','cancelled') LIMIT ?)",
+                (float(before), int(batch)),
+            )
+            total += n
+            if n < batch:
+                return total
+
+    async def compact(self) -> None:
+        """Give the pages freed by pruning back to the file system and empty the WAL, so
+        the files on disk stay the size of the live data, not of everything ever written."""
+        async with self._wlock:
+            # executescript steps the pragma to its end; execute() steps it once, which
+            # frees a single page.
+            await self._conn.executescript("PRAGMA incremental_vacuum")
+            async with self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+                await cur.fetchall()
+
+    def file_bytes(self) -> int:
+        """The database's size on disk: the main file plus its WAL."""
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += Path(f"{self.path}{suffix}").stat().st_size
+        return total
 
     # ------------------------------------------------------------------ job files (resume)
 
@@ -568,7 +671,7 @@ class Database:
     # ------------------------------------------------------------------ sessions
 
     async def save_session(self, user_id: int, blob: bytes) -> None:
-        now = time.time()
+        now = self._clock()
         async with self._tx() as conn:
             await conn.execute(
                 "INSERT OR IGNORE INTO users(id, first_seen) VALUES (?, ?)", (int(user_id), now)
@@ -602,7 +705,8 @@ class Database:
 
     async def touch_session(self, user_id: int) -> None:
         await self._write(
-            "UPDATE user_sessions SET last_used = ? WHERE user_id = ?", (time.time(), int(user_id))
+            "UPDATE user_sessions SET last_used = ? WHERE user_id = ?",
+            (self._clock(), int(user_id)),
         )
 
     async def delete_session(self, user_id: int) -> bool:

@@ -1,9 +1,11 @@
-"""Assets/ cleanup and safe names inside it.
+"""Assets/ cleanup, safe names inside it, and the pruning of old job history.
 
 Each job downloads into Assets/<job_id>/ and the pipeline deletes that folder when the
 job ends. The janitor catches what a crash or a bug left behind, so the disk of a small
 instance never fills up with orphans. It only ever deletes entries directly inside
-assets_dir and never follows a symlink, so nothing outside can be touched.
+assets_dir and never follows a symlink, so nothing outside can be touched. Given the
+database, it also deletes jobs that ended more than history_s ago and compacts the file,
+so months of uptime do not grow the database (the /stats totals live in counters).
 """
 
 from __future__ import annotations
@@ -128,6 +130,8 @@ class Janitor:
         max_age_s: float = 1800,
         interval_s: float = 300,
         owned: Callable[[], Iterable[str | int]] | None = None,
+        db=None,
+        history_s: float | None = None,
     ):
         self.assets_dir = Path(assets_dir).absolute()
         self.assets_dir.mkdir(parents=True, exist_ok=True)
@@ -137,6 +141,9 @@ class Janitor:
         self._task: asyncio.Task | None = None
         self.removed_total = 0
         self.freed_total = 0
+        self.db = db  # a helpers.database.Database; its clock dates the history
+        self.history_s = history_s
+        self.pruned_total = 0
 
     # ------------------------------------------------------------------ job folders
 
@@ -207,10 +214,28 @@ class Janitor:
         owned = {str(x) for x in self._owned()}
         return await asyncio.to_thread(self.sweep, owned)
 
+    async def prune_history(self) -> int:
+        """Delete the jobs that ended more than history_s ago and give their space back;
+        returns how many went. Waiting and running jobs are never touched."""
+        if self.db is None or not self.history_s:
+            return 0
+        n = await self.db.prune_jobs(self.db.now() - self.history_s)
+        if n:
+            await self.db.compact()
+            self.pruned_total += n
+            log.info("janitor: pruned %d jobs older than %.0f days; database %.1f MiB",
+                     n, self.history_s / 86400, self.db.file_bytes() / 2**20)
+        return n
+
+    async def tick(self) -> None:
+        """One round: stale Assets/ entries, then old history."""
+        await self.sweep_async()
+        await self.prune_history()
+
     async def _loop(self) -> None:
         while True:
             try:
-                await self.sweep_async()
+                await self.tick()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -55,11 +55,32 @@ class Person:
         await self.say(text)
         return await self.expect_text(fragment, timeout)
 
+    async def settle(self, timeout: float = 30) -> list:
+        """Everything the bot sent this person before now, once it is idle for them: a /status
+        round trip, since one chat's messages arrive in the order they were sent. Fails if the
+        person still has jobs (the reply is then not the idle one)."""
+        await self.say("/status")
+        out = []
+        while True:
+            msg = await self.expect(lambda m: True, timeout)
+            if (msg.text or "").startswith("You have no jobs in progress"):
+                return out
+            out.append(msg)
+
     def drain(self) -> list:
         out = []
         while not self.inbox.empty():
             out.append(self.inbox.get_nowait())
         return out
+
+
+async def wait_until(cond, timeout: float, what: str, every: float = 0.05) -> None:
+    """Poll cond() until it is true; fail the test, naming `what`, at the timeout."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(every)
 
 
 class Env:
@@ -110,14 +131,15 @@ class Env:
 
 
 @contextlib.asynccontextmanager
-async def bot_env(sim, clients, tmp_path, **overrides):
-    """Start the bot on tgsim with `overrides` applied to its settings, and one person."""
+async def bot_env(sim, clients, tmp_path, clock=None, **overrides):
+    """Start the bot on tgsim with `overrides` applied to its settings, and one person;
+    clock: the wall clock of the bot's database (App's clock)."""
     bot_acc = sim.world.add_bot("dl_test_bot", "Downloader")
     settings = sim_settings(load_settings(environ={}, env_file=None), sim, bot_acc.bot_token,
                             tmp_path / "bot")
     overrides.setdefault("session_key", generate_key())
     settings = dataclasses.replace(settings, **overrides)
-    app = App(settings)
+    app = App(settings, clock=clock)
     await app.start()
     env = Env(sim, clients, app, bot_acc, tmp_path)
     try:

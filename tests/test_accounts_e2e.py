@@ -4,12 +4,10 @@ the user's session, the live-session cap, revocation, admin commands and bans.""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 
-import pytest
 
-from tests.botenv import bot_env
+from tests.botenv import bot_env, wait_until
 from tests.simclient import file_digest, write_random
 
 READER = "Downloader bot reader"  # the device_model of the bot's user clients
@@ -234,10 +232,7 @@ async def test_busy_session_is_not_evicted_the_next_job_waits(sim, clients, tmp_
         post = await owner.client.send_document(ch.id, str(src), caption="big")
         env.sim.faults.bandwidth_bps = 3 * 1024 * 1024
         await a.say(_link(ch, post.id))
-        for _ in range(100):
-            if env.app.sessions.busy_count:
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: env.app.sessions.busy_count, 10, "A's session busy")
         await b.say(_link(ch, post.id))
         await b.expect_text("waiting for a free session slot")
         assert env.app.sessions.is_live(a.id) and not env.app.sessions.is_live(b.id)
@@ -262,10 +257,7 @@ async def test_revoked_session_mid_queue_tells_the_user_and_the_next_job_runs(si
         env.sim.faults.bandwidth_bps = 2 * 1024 * 1024
         await b.say(_link(ch, post.id))  # runs first, slowly
         await b.expect_text("queued")
-        for _ in range(200):
-            if env.sim.stats["upload.GetFile"]:
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: env.sim.stats["upload.GetFile"], 10, "B's download")
         await a.say(f"{_link(ch, post.id)}\n{_link(ch, note.id)}")  # two jobs, both queued
         await a.expect_text("queued")
         await c.say(_link(ch, post.id))
@@ -326,9 +318,8 @@ async def test_admin_commands_refused_to_others_and_bans(sim, clients, tmp_path)
             await stranger.say(text)
             reply = await stranger.expect(lambda m: True)
             assert reply.text == "You are banned from using this bot."
-        await asyncio.sleep(0.3)
-        assert stranger.drain() == [], "one refusal per message, nothing else"
         await boss.ask(f"/unban {stranger.id}", "is unbanned")
+        assert await stranger.settle() == [], "one refusal per message, nothing else"
         await stranger.ask("/start", "Hello")
 
         third = await env.person("Third")
@@ -367,10 +358,10 @@ async def test_daily_allowance_and_invite_link_joined_on_consent(sim, clients, t
 
 
 async def test_wrong_session_key_at_start_is_one_clear_error(tmp_path):
-    import os
     import subprocess
     import sys
 
+    from bot.rehearsal_load import bot_environment, free_port
     from helpers.database import Database
     from helpers.secrets import SessionCipher, generate_key
 
@@ -385,10 +376,11 @@ async def test_wrong_session_key_at_start_is_one_clear_error(tmp_path):
     await db.save_session(7, SessionCipher(generate_key()).encrypt("stored-session"))
     await db.close()
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "API_ID": "1", "API_HASH": "0123456789abcdef0123456789abcdef",
-           "BOT_TOKEN": "1:x", "DATABASE_PATH": str(db_path), "SESSION_KEY": generate_key(),
-           "LOG_FILE": str(tmp_path / "logs.txt"), "PORT": "18999",
-           "TELEGRAM_SERVER": "127.0.0.1:9", "TELEGRAM_SERVER_KEY": str(tmp_path / "server.pem")}
+    env = bot_environment({
+        "API_ID": "1", "API_HASH": "0123456789abcdef0123456789abcdef",
+        "BOT_TOKEN": "1:x", "DATABASE_PATH": str(db_path), "SESSION_KEY": generate_key(),
+        "LOG_FILE": str(tmp_path / "logs.txt"), "PORT": str(free_port()),
+        "TELEGRAM_SERVER": "127.0.0.1:9", "TELEGRAM_SERVER_KEY": str(tmp_path / "server.pem")})
     proc = subprocess.run([sys.executable, "-m", "bot"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 from pyrogram import filters
 from pyrogram.types import InputMediaDocument
 
+from bot.rehearsal_load import bot_environment
+from tests.botenv import wait_until
 from tests.simclient import file_digest, free_port, write_random
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,8 +53,8 @@ async def test_protected_channel_where_bot_is_member_is_downloaded_and_reuploade
     assert got.video.thumbs, "thumbnail carried over"
     path = await env.user.download_media(got, file_name=str(env.work / "out" / "v"))
     assert file_digest(path) == file_digest(src)
-    await asyncio.sleep(0.2)
-    assert not any(Path(env.app.settings.assets_dir).iterdir()), "job files removed"
+    await wait_until(lambda: not any(Path(env.app.settings.assets_dir).iterdir()), 5,
+                     "the job files removed")
 
 
 async def test_text_message_range_album_and_batch(env):
@@ -122,10 +122,8 @@ async def test_cancel_mid_file_stops_within_two_seconds_and_removes_files(env):
     await env.say(f"https://t.me/c/{str(ch.id)[4:]}/{post.id}")
     await env.expect_text("started")
     assets = Path(env.app.settings.assets_dir)
-    for _ in range(100):
-        if any(p.is_file() and p.stat().st_size for p in assets.rglob("*")):
-            break
-        await asyncio.sleep(0.1)
+    await wait_until(lambda: any(p.is_file() and p.stat().st_size for p in assets.rglob("*")),
+                     10, "the first bytes on disk")
     start = time.monotonic()
     await env.say("/canceldownload")
     await env.expect_text("Cancelled 1 job")
@@ -162,12 +160,14 @@ async def test_kill_minus_nine_mid_transfer_then_restart_completes(sim, clients,
     await user.set_chat_protected_content(ch.id, True)
     src = write_random(tmp_path / "big.bin", 24 * 1024 * 1024)
     post = await user.send_document(ch.id, str(src), caption="survivor")
-    env = {**os.environ, "API_ID": "12345", "API_HASH": "0123456789abcdef0123456789abcdef",
-           "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": sim.server_spec,
-           "TELEGRAM_SERVER_KEY": str(sim.public_key_path),
-           "DATABASE_PATH": str(tmp_path / "bot" / "bot.db"),
-           "ASSETS_DIR": str(tmp_path / "bot" / "Assets"), "LOG_FILE": str(tmp_path / "logs.txt"),
-           "PORT": str(free_port()), "PROGRESS_INTERVAL": "3"}
+    log = tmp_path / "logs.txt"
+    env = bot_environment({
+        "API_ID": "12345", "API_HASH": "0123456789abcdef0123456789abcdef",
+        "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": sim.server_spec,
+        "TELEGRAM_SERVER_KEY": str(sim.public_key_path),
+        "DATABASE_PATH": str(tmp_path / "bot" / "bot.db"),
+        "ASSETS_DIR": str(tmp_path / "bot" / "Assets"), "LOG_FILE": str(log),
+        "PORT": str(free_port()), "PROGRESS_INTERVAL": "3"})
 
     def spawn():
         return subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env,
@@ -176,20 +176,13 @@ async def test_kill_minus_nine_mid_transfer_then_restart_completes(sim, clients,
     sim.faults.bandwidth_bps = 3 * 1024 * 1024
     proc = spawn()
     try:
-        await asyncio.sleep(0)
         # Connected is not ready: an update that comes before the dispatcher runs is lost.
-        for _ in range(300):
-            log = tmp_path / "logs.txt"
-            if log.exists() and "MEMORY SNAPSHOT [startup]" in log.read_text():
-                break
-            await asyncio.sleep(0.1)
+        await wait_until(lambda: log.exists() and "MEMORY SNAPSHOT [startup]" in log.read_text(),
+                         30, "the bot to start")
         # Added while it runs: Telegram tells a bot a private chat's hash only in that update.
         await user.add_chat_members(ch.id, "crash_test_bot")
         await user.send_message("crash_test_bot", f"https://t.me/c/{str(ch.id)[4:]}/{post.id}")
-        deadline = time.monotonic() + 30
-        while sim.stats["upload.GetFile"] < 3 and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        assert sim.stats["upload.GetFile"] >= 3, "transfer under way"
+        await wait_until(lambda: sim.stats["upload.GetFile"] >= 3, 30, "the transfer")
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         sim.faults.bandwidth_bps = 0

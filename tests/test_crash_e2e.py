@@ -22,11 +22,13 @@ from pathlib import Path
 import pytest
 from pyrogram import filters
 
+from bot.rehearsal_load import bot_environment
 from tests.simclient import file_digest, free_port, write_random
 
 ROOT = Path(__file__).resolve().parent.parent
 FINAL = {"done", "failed", "cancelled"}
 _JOB_RE = re.compile(r"Job #(\d+)")
+_STARTED = "MEMORY SNAPSHOT [startup]"
 
 TOTALS = {"accepted": 0, "finished": 0, "failed_told": 0, "lost": 0,
           "duplicates_without_notice": 0}
@@ -55,14 +57,14 @@ class Rig:
         self.db_path = tmp_path / "bot" / "bot.db"
         self.assets = tmp_path / "bot" / "Assets"
         self.log = tmp_path / "logs.txt"
-        self.env = {**os.environ, "API_ID": "12345",
-                    "API_HASH": "0123456789abcdef0123456789abcdef",
-                    "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": sim.server_spec,
-                    "TELEGRAM_SERVER_KEY": str(sim.public_key_path),
-                    "DATABASE_PATH": str(self.db_path), "ASSETS_DIR": str(self.assets),
-                    "LOG_FILE": str(self.log), "PORT": str(free_port()),
-                    "PROGRESS_INTERVAL": "3", "MAX_CONCURRENT_DOWNLOADS": "1",
-                    "MAX_JOBS_PER_USER": "20", **env}
+        self.env = bot_environment({
+            "API_ID": "12345", "API_HASH": "0123456789abcdef0123456789abcdef",
+            "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": sim.server_spec,
+            "TELEGRAM_SERVER_KEY": str(sim.public_key_path),
+            "DATABASE_PATH": str(self.db_path), "ASSETS_DIR": str(self.assets),
+            "LOG_FILE": str(self.log), "PORT": str(free_port()),
+            "PROGRESS_INTERVAL": "3", "MAX_CONCURRENT_DOWNLOADS": "1",
+            "MAX_JOBS_PER_USER": "20", **env})
         self.restarts = 0
 
         def record(message):
@@ -79,14 +81,15 @@ class Rig:
             record(message)
 
     # -- the bot process ------------------------------------------------------------------
+    def _started(self) -> int:
+        """App.start's last line, once per start: the queue and every handler are running."""
+        return self.log.read_text(errors="replace").count(_STARTED) if self.log.exists() else 0
+
     async def start(self) -> None:
-        before = self.sim.stats["bots.SetBotCommands"]
+        before = self._started()
         self.proc = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # set_bot_commands comes once the bot client is up, just before the queue starts
-        await self.until(lambda: self.sim.stats["bots.SetBotCommands"] > before, 30,
-                         "the bot to start")
-        await asyncio.sleep(0.3)
+        await self.until(lambda: self._started() > before, 30, "the bot to start")
 
     async def introduce(self, chat_id: int) -> None:
         """Add the bot to the chat while it runs (Telegram sends a bot a private chat's
@@ -207,11 +210,9 @@ class Rig:
               f"; per job (status, copies, retry notices, 'done' messages): {detail}")
         return {"figures": figures, "detail": detail}
 
-    def assert_clean(self, result: dict, n: int, *, all_done: bool = True,
-                     known_orphans: bool = False) -> None:
-        """known_orphans: leave out the folders of jobs that ended at start-up without
-        running (delivered before the crash, or given up): a known bug, tested on its own
-        below (test_files_of_a_job_*)."""
+    def assert_clean(self, result: dict, n: int, *, all_done: bool = True) -> None:
+        """Every job ended once, told, and no folder is left in Assets/ (those of jobs that
+        ended at start-up without running included: App.start sweeps them)."""
         f = result["figures"]
         assert f["accepted"] == n, f
         assert f["lost"] == 0 and f["duplicates_without_notice"] == 0, result
@@ -220,13 +221,7 @@ class Rig:
             if status == "done":
                 assert copies or notices, f"job #{job_id} done but nothing arrived: {result}"
             assert finals <= 1, f"job #{job_id} announced done more than once: {result}"
-        skip = set()
-        if known_orphans:
-            skip = {str(j) for j in result["detail"] for t in self.texts()
-                    if t.startswith(f"Job #{j} ") and ("given up" in t
-                                                      or "delivered before the bot" in t)}
-        orphans = [p for p in self.assets.rglob("*")
-                   if p.relative_to(self.assets).parts[0] not in skip]
+        orphans = list(self.assets.rglob("*"))
         assert not orphans, f"orphans: {orphans}"
         for t in self.texts():
             assert "Traceback" not in t
@@ -340,10 +335,11 @@ async def test_kill_after_the_upload_before_the_bookkeeping(rig):
     await rig.start()
     sim.faults.method_latency_s["messages.EditMessage"] = 5.0
     by_job = await _submit(rig, links, captions)
-    await rig.until(lambda: rig.media(captions[0]), 30, "the first file")
-    await asyncio.sleep(0.5)
-    rig.kill9()
     first = min(by_job)
+    await rig.until(lambda: rig.media(captions[0]), 30, "the first file")
+    # delivered is committed just after the file goes; the slow final edit holds 'done' back
+    await rig.until(lambda: rig.jobs()[first]["delivered"] == 1, 10, "delivered recorded")
+    rig.kill9()
     row = rig.jobs()[first]
     assert row["status"] == "running" and row["delivered"] == 1, (
         f"the kill landed in the window (sent, not yet done): {row}")
@@ -352,7 +348,7 @@ async def test_kill_after_the_upload_before_the_bookkeeping(rig):
     await rig.all_final(2)
     await rig.until(lambda: all(rig.media(c) for c in captions), 30, "every file")
     result = rig.verdict(by_job, "killed after the upload, before the bookkeeping")
-    rig.assert_clean(result, 2, known_orphans=True)
+    rig.assert_clean(result, 2)
     assert len(rig.media(captions[0])) == 1, "not sent again"
     assert any(t.startswith(f"Job #{first} done") and "delivered before the bot restarted" in t
                for t in rig.texts())
@@ -415,8 +411,7 @@ async def test_files_of_a_job_delivered_before_the_crash_are_removed(rig):
     await rig.start()
     rows = await rig.all_final(1)
     assert rows[ids[0]]["status"] == "done"
-    await asyncio.sleep(0.3)
-    assert not any(rig.assets.rglob("*")), f"orphans: {list(rig.assets.rglob('*'))}"
+    await rig.until(lambda: not any(rig.assets.rglob("*")), 5, "the orphan folder removed")
 
 
 async def test_files_of_a_job_given_up_after_repeated_crashes_are_removed(rig):
@@ -427,8 +422,7 @@ async def test_files_of_a_job_given_up_after_repeated_crashes_are_removed(rig):
     rows = await rig.all_final(1)
     assert rows[ids[0]]["status"] == "failed" and "given up" in rows[ids[0]]["error"]
     await rig.until(lambda: any("given up" in t for t in rig.texts()), 10, "the user told")
-    await asyncio.sleep(0.3)
-    assert not any(rig.assets.rglob("*")), f"orphans: {list(rig.assets.rglob('*'))}"
+    await rig.until(lambda: not any(rig.assets.rglob("*")), 5, "the orphan folder removed")
 
 
 async def test_kill_at_random_points_then_restart(rig):
@@ -456,5 +450,5 @@ async def test_kill_at_random_points_then_restart(rig):
     result = rig.verdict(by_job, f"random kills (seed {seed}, after {delays} s)")
     # A job running at three kills in a row is given up (a crash loop guard): that is an
     # end too, as long as the user was told.
-    rig.assert_clean(result, 4, all_done=False, known_orphans=True)
+    rig.assert_clean(result, 4, all_done=False)
     await _check_bytes(rig, {c: d for c, d in digests.items() if rig.media(c)})

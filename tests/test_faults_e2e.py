@@ -145,8 +145,7 @@ async def test_floodwait_storm_on_sends_edits_and_file_parts(sim, clients, tmp_p
         for i, (_, digest) in enumerate(posts):
             assert await _same_bytes(me, by_caption[f"storm {i}"], digest, tmp_path / "o" / "x")
         _no_traceback(texts)
-        await asyncio.sleep(0.5)
-        assert not [m for m in me.drain() if m.media], "no second copy arrives later"
+        assert not [m for m in await me.settle() if m.media], "no second copy arrives later"
         assert _assets_empty(env)
         print(f"\nfloods fired: {fired}; jobs 3 accepted / 3 finished / 0 lost")
 
@@ -246,8 +245,7 @@ async def test_dropped_connections_mid_download_and_mid_upload(sim, clients, tmp
         assert await _same_bytes(me, by_caption["down"], d_digest, tmp_path / "o" / "d")
         assert await _same_bytes(me, by_caption["up"], u_digest, tmp_path / "o" / "u")
         _no_traceback(texts)
-        await asyncio.sleep(0.3)
-        assert not [m for m in me.drain() if m.media], "no second copy"
+        assert not [m for m in await me.settle() if m.media], "no second copy"
         assert _assets_empty(env)
         print(f"\nupload dropped + download dropped: both jobs done in {took:.1f} s")
 
@@ -264,8 +262,10 @@ def _drop_device(sim, device_model: str) -> int:
 
 
 async def test_dropped_connection_during_login(env):
+    """The login client reconnects by itself and the conversation goes on: the user is never
+    asked to start again for a connection the bot lost."""
     me = env.people[0]
-    # 1. Between the phone number and the code: the login client reconnects by itself.
+    # 1. Between the phone number and the code: the next request goes on a new connection.
     await me.ask("/login", "phone number")
     await me.say(me.phone)
     await me.expect_text("login code")
@@ -275,15 +275,12 @@ async def test_dropped_connection_during_login(env):
     reply = await me.expect(lambda m: "Logged in as" in (m.text or "")
                             or "try again" in (m.text or "").lower(), timeout=45)
     took = time.monotonic() - t0
-    assert "Traceback" not in reply.text
-    outcome = "continued" if "Logged in as" in reply.text else "told to retry"
-    if outcome == "told to retry":
-        assert "/login" in reply.text
-        await login(env, me)
+    assert "Logged in as" in reply.text, reply.text
     assert await env.app.db.load_session(me.id) is not None
     await me.ask("/logout", "Logged out")
 
-    # 2. While the code is being checked: the request itself is cut.
+    # 2. While the code is being checked: the request itself is cut, and the client library
+    # sends it again once it notices (its 15 s request timeout).
     await me.ask("/login", "phone number")
     await me.say(me.phone)
     await me.expect_text("login code")
@@ -291,21 +288,18 @@ async def test_dropped_connection_during_login(env):
     signins = env.sim.stats["auth.SignIn"]
     await me.say(" ".join(env.sim.world.login_code))
     await _wait_for(lambda: env.sim.stats["auth.SignIn"] > signins, 10, "the sign-in call")
-    await asyncio.sleep(0.3)
-    assert _drop_device(env.sim, READER) >= 1
+    assert _drop_device(env.sim, READER) >= 1  # within the call's 1 s on the server
     t1 = time.monotonic()
     reply2 = await me.expect(lambda m: "Logged in as" in (m.text or "")
                              or "try again" in (m.text or "").lower(), timeout=60)
     took2 = time.monotonic() - t1
     env.sim.faults.reset()
-    assert "Traceback" not in reply2.text
-    outcome2 = "continued" if "Logged in as" in reply2.text else "told to retry"
+    assert "Logged in as" in reply2.text, reply2.text
+    assert env.sim.stats["auth.SignIn"] >= signins + 2, "the cut call was sent again"
     assert len(env.app.logins) == 0, "no login left pending"
-    if outcome2 == "told to retry":
-        assert "/login" in reply2.text
-        assert await env.app.db.load_session(me.id) is None
-    print(f"\nlogin, connection dropped between phone and code: {outcome} in {took:.1f} s; "
-          f"dropped during sign-in: {outcome2} in {took2:.1f} s")
+    assert await env.app.db.load_session(me.id) is not None
+    print(f"\nlogin, connection dropped between phone and code: logged in after {took:.1f} s; "
+          f"dropped during sign-in: logged in after {took2:.1f} s")
 
 
 # -- revocation ------------------------------------------------------------------------------
@@ -431,7 +425,7 @@ async def test_database_locked_briefly_is_waited_out(sim, clients, tmp_path):
 
 async def test_link_sent_while_the_database_is_locked_is_answered(sim, clients, tmp_path):
     """Locked for 7 s (over the 5 s busy timeout) as a link arrives: the link is queued once the
-    lock goes (or the user is told to send it again), never silently dropped."""
+    lock goes and delivered, never dropped nor bounced back to the user."""
     async with bot_env(sim, clients, tmp_path) as env:
         me = env.people[0]
         ch = await _bot_channel(env, me, "Locked link")
@@ -440,15 +434,13 @@ async def test_link_sent_while_the_database_is_locked_is_answered(sim, clients, 
             await me.say(_link(ch, post.id))
             await asyncio.sleep(7.0)
         reply = await me.expect(lambda m: m.media is None, timeout=4)
-        assert "Traceback" not in (reply.text or "")
-        if "queued" in (reply.text or ""):
-            got, _ = await _collect(me, media=1, timeout=30)
-            assert got[0].caption == "after the lock"
-            rows = await _all_final(env, 1)
-            assert [r["status"] for r in rows] == ["done"], rows
-        else:
-            assert "again" in reply.text.lower(), reply.text
-            assert _jobs(env) == [], "told to resend: nothing half-queued"
+        # the write waits out the lock (LOCKED_RETRY_S, 30 s): queued, not "send it again"
+        assert "queued" in (reply.text or ""), reply.text
+        got, _ = await _collect(me, media=1, timeout=30)
+        assert got[0].caption == "after the lock"
+        rows = await _all_final(env, 1)
+        assert [r["status"] for r in rows] == ["done"], rows
+        assert await _same_bytes(me, got[0], digest, tmp_path / "o" / "ll")
 
 
 async def test_database_locked_during_the_bookkeeping_after_an_upload(sim, clients, tmp_path):
@@ -471,8 +463,8 @@ async def test_database_locked_during_the_bookkeeping_after_an_upload(sim, clien
         assert got[0].caption == "books 1"
         assert [r["status"] for r in rows] == ["done", "done"], rows
         assert not any("#1 failed" in t for t in texts), texts
-        # the row is final a moment before the queue counts it (the commit returns first)
-        await _wait_for(lambda: env.app.queue.done_count == 2, 5, "both jobs counted done")
+        # the rows read 'done' a moment before the queue has counted them
+        await asyncio.wait_for(env.app.queue.wait_idle(), 10)
         assert env.app.queue.done_count == 2
 
 
@@ -530,8 +522,7 @@ async def test_disk_full_while_writing_a_part(sim, clients, tmp_path):
         log = Path(env.app.settings.log_file).read_text(errors="replace")
         assert any(w in log for w in ("No space left", "ENOSPC", "Errno 28")), \
             "the write really failed for want of space"
-        await asyncio.sleep(0.5)
-        assert not [m for m in me.drain() if m.media], "the failed job sends nothing later"
+        assert not [m for m in await me.settle() if m.media], "the failed job sends nothing later"
         told = [t for t in texts if t.startswith("Job #1 failed")]
         print(f"\ndisk full: 2 accepted / 1 finished / 1 failed and told {told!r} / 0 lost")
 

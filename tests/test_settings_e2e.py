@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 
 from tests.simclient import file_digest, write_random
 
@@ -35,8 +34,7 @@ async def _answer(p, fragment: str):
 
 async def _no_link_reply(p):
     """The prompt answer must not have reached the link handler."""
-    await asyncio.sleep(0.3)
-    assert not [m.text for m in p.drain() if "link" in (m.text or "").lower()]
+    assert not [m.text for m in await p.settle() if "link" in (m.text or "").lower()]
 
 
 async def test_caption_rename_words_and_caption_off(env):
@@ -76,8 +74,7 @@ async def test_cancel_keeps_the_value_and_does_not_cancel_downloads(env):
     await _ask(p, "rename", "file name pattern")
     await p.say("/cancel")
     await p.expect_text("your rename pattern stays as it was")
-    await asyncio.sleep(0.3)
-    assert not [m.text for m in p.drain() if "jobs to cancel" in (m.text or "")]
+    assert not [m.text for m in await p.settle() if "jobs to cancel" in (m.text or "")]
     assert env.app.prompts.get(p.id) is None
     await p.say("not a link")  # the prompt is gone: this is an ordinary message again
     await p.expect_text("No Telegram link")

@@ -5,7 +5,6 @@ next start delivers it."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import subprocess
@@ -16,6 +15,8 @@ from pathlib import Path
 from pyrogram import filters
 
 from helpers.secrets import SessionCipher, generate_key
+from bot.rehearsal_load import bot_environment
+from tests.botenv import wait_until
 from tests.simclient import API_HASH, API_ID, file_digest, free_port, write_random
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,12 +56,14 @@ async def test_sigterm_mid_transfer_exits_zero_and_resumes(sim, clients, phone, 
     await db.save_session(reader.me.id, SessionCipher(key).encrypt(session_string))
     await db.close()
 
-    env = {**os.environ, "API_ID": str(API_ID), "API_HASH": API_HASH,
-           "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": sim.server_spec,
-           "TELEGRAM_SERVER_KEY": str(sim.public_key_path), "SESSION_KEY": key,
-           "DATABASE_PATH": str(db_path), "ASSETS_DIR": str(tmp_path / "bot" / "Assets"),
-           "LOG_FILE": str(tmp_path / "logs.txt"), "PORT": str(free_port()),
-           "PROGRESS_INTERVAL": "3"}
+    env = bot_environment({
+        "API_ID": str(API_ID), "API_HASH": API_HASH,
+        "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": sim.server_spec,
+        "TELEGRAM_SERVER_KEY": str(sim.public_key_path), "SESSION_KEY": key,
+        "DATABASE_PATH": str(db_path), "ASSETS_DIR": str(tmp_path / "bot" / "Assets"),
+        "LOG_FILE": str(tmp_path / "logs.txt"), "PORT": str(free_port()),
+        "PROGRESS_INTERVAL": "3"})
+    log = Path(env["LOG_FILE"])
 
     def spawn():
         return subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env,
@@ -70,15 +73,10 @@ async def test_sigterm_mid_transfer_exits_zero_and_resumes(sim, clients, phone, 
     proc = spawn()
     try:
         # Connected is not ready: an update that comes before the dispatcher runs is lost.
-        for _ in range(300):
-            log = Path(env["LOG_FILE"])
-            if log.exists() and "MEMORY SNAPSHOT [startup]" in log.read_text():
-                break
-            await asyncio.sleep(0.1)
+        await wait_until(lambda: log.exists() and "MEMORY SNAPSHOT [startup]" in log.read_text(),
+                         30, "the bot to start")
         await reader.send_message("term_test_bot", f"https://t.me/c/{str(ch.id)[4:]}/{post.id}")
-        deadline = time.monotonic() + 30
-        while sim.stats["upload.GetFile"] < 3 and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        await wait_until(lambda: sim.stats["upload.GetFile"] >= 3, 30, "the transfer")
         assert sim.connection_count(reader.me.id, device_model=READER) >= 1, "session live"
 
         started = time.monotonic()
@@ -88,9 +86,10 @@ async def test_sigterm_mid_transfer_exits_zero_and_resumes(sim, clients, phone, 
         print(f"\nSIGTERM to exit: {took:.1f} s, exit code {code}")
         assert code == 0, proc.stderr.read()
         assert took < 20
-        await asyncio.sleep(0.3)
-        assert sim.connection_count(bot_acc.id) == 0
-        assert sim.connection_count(reader.me.id, device_model=READER) == 0
+        # the bot closed them before exiting; the server notices each close a moment later
+        await wait_until(lambda: sim.connection_count(bot_acc.id) == 0
+                         and sim.connection_count(reader.me.id, device_model=READER) == 0, 5,
+                         "the server to see every connection of the bot closed")
         with sqlite3.connect(db_path) as conn:
             rows = conn.execute("SELECT status, delivered FROM jobs").fetchall()
         assert rows == [("queued", 0)], rows

@@ -11,6 +11,7 @@ import pytest
 from pyrogram import raw
 
 from helpers.transfer import MIB, Transfers, remove_partial, sidecar_path
+from tests.botenv import wait_until
 from tests.simclient import file_digest, write_random
 from tgsim.faults import FloodRule
 from tgsim.world import Msg
@@ -266,8 +267,7 @@ async def test_pool_reuse_idle_close_and_close_client(clients, phone, tmp_path, 
                                       for i in range(2)))
         assert all(file_digest(o) == file_digest(src) for o in outs)
         assert t.connections(user) <= t.max_connections
-        await asyncio.sleep(1.5)  # idle longer than idle_close_s: closed
-        assert t.connections(user) == 0
+        await wait_until(lambda: t.connections(user) == 0, 1.5, "idle connections closed")
         assert await _settle(sim, user.me.id, 1) == 1
         # a small file needs one part over one connection
         _, small = await _upload(t, user, tmp_path, "small.bin", 1000)

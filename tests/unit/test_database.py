@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from helpers import database
-from helpers.database import _MIGRATIONS, Database
+from helpers.database import Database
 from helpers.secrets import SessionCipher, generate_key
 
 
@@ -19,13 +19,14 @@ async def db(tmp_path):
 async def test_migrations_idempotent_on_reopen(tmp_path):
     path = tmp_path / "m.db"
     db = await Database.open(path)
-    assert await db.schema_version() == database._MIGRATIONS[-1][0]
+    latest = database._MIGRATIONS[-1][0]
+    assert await db.schema_version() == latest
     jid = await db.add_job(1, "@c", 5, None, False)
     await db.close()
     for _ in range(2):
         db = await Database.open(path)
         try:
-            assert await db.schema_version() == database._MIGRATIONS[-1][0]
+            assert await db.schema_version() == latest
             assert await db._scalar("SELECT COUNT(*) FROM schema_version") == len(
                 database._MIGRATIONS)
             assert (await db.get_job(jid))["msg_id"] == 5
