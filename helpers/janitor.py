@@ -21,6 +21,8 @@ import unicodedata
 from pathlib import Path
 from typing import Callable, Iterable
 
+from helpers.tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 _MAX_NAME_BYTES = 128
@@ -248,11 +250,4 @@ class Janitor:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                cur = asyncio.current_task()
-                if cur is not None and cur.cancelling():
-                    raise  # our own caller is being cancelled, not just the loop
+        await cancel_and_wait(task)
