@@ -92,6 +92,12 @@ class _Live:
 
 
 class SessionManager:
+    # How long a user's client may take to connect and start. Telegram answers a key it has
+    # dropped with transport error -404, which kurigram 2.2.26 raises in a background task
+    # while start() waits on: without a bound the job (and its session slot) hangs for
+    # minutes with no word to the user.
+    start_timeout_s = 60.0
+
     def __init__(self, db, cipher: SessionCipher | None, *, api_id: int, api_hash: str,
                  server: tuple[str, int] | None = None, server_key: str | None = None,
                  max_sessions: int = 5, idle_s: float = 600, lean: LeanOptions = LeanOptions(),
@@ -244,7 +250,7 @@ class SessionManager:
         client = self.new_client(f"reader{user_id}", session_string)
         del session_string
         try:
-            await client.start()
+            await self._start_bounded(client)
         except AUTH_GONE as e:
             await self._stop_client(client)
             await self.db.delete_session(user_id)
@@ -259,6 +265,23 @@ class SessionManager:
         except Exception:  # noqa: BLE001 - without them the job scans dialogs, no worse
             log.warning("could not load the kept peers of user %s", user_id, exc_info=True)
         return _Live(user_id, client)
+
+    async def _start_bounded(self, client: Client) -> None:
+        """client.start(), or JobError after start_timeout_s. The start runs as its own task
+        and is never awaited past the bound: a start stuck inside the library may not end on
+        a cancel at once, and closing the client (the caller's job) is what ends it."""
+        task = asyncio.ensure_future(client.start())
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.start_timeout_s)
+        except BaseException:
+            task.cancel()
+            raise
+        if not done:
+            task.cancel()
+            task.add_done_callback(_consume)
+            raise JobError("Telegram did not answer while I was opening your session. "
+                           "Please send the link again in a few minutes.")
+        task.result()
 
     # ------------------------------------------------------------------ peers
 
@@ -411,3 +434,9 @@ async def stop_dc_sessions(client: Client) -> None:
             with contextlib.suppress(Exception):
                 await session.stop()
         pool.clear()
+
+
+def _consume(task: asyncio.Future) -> None:
+    """Read a finished task's outcome, so an abandoned start logs no 'never retrieved'."""
+    if not task.cancelled():
+        task.exception()

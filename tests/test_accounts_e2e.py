@@ -294,6 +294,28 @@ async def test_session_revoked_while_live_is_dropped(env):
     await me.expect_text("note 1")
 
 
+async def test_a_session_start_telegram_never_answers_is_cut_short(env):
+    """A user client whose start Telegram never answers (a key it dropped is answered with
+    -404, which the library leaves to a background task) fails the job with a clear line
+    after the bound, holds no slot or connection, and the next link works."""
+    owner, me = await env.person("Owner"), env.people[0]
+    await login(env, me)
+    ch = await _private_channel(owner, "Mute", me)
+    note = await owner.client.send_message(ch.id, "heard at last")
+    env.app.sessions.start_timeout_s = 2
+    env.sim.faults.method_latency_s["updates.GetState"] = 600  # a start that never ends
+    await me.say(_link(ch, note.id))
+    told = await me.expect_text("did not answer while I was opening your session", timeout=20)
+    assert "Traceback" not in told.text
+    assert not env.app.sessions.is_live(me.id)
+    await wait_until(lambda: env.sim.connection_count(me.id, device_model=READER) == 0, 10,
+                     "the stuck client's connections closed")
+    assert await env.app.db.load_session(me.id) is not None  # not the session's fault
+    env.sim.faults.method_latency_s.pop("updates.GetState")
+    await me.say(_link(ch, note.id))
+    await me.expect_text("heard at last", timeout=30)
+
+
 async def test_admin_commands_refused_to_others_and_bans(sim, clients, tmp_path):
     async with bot_env(sim, clients, tmp_path) as env:
         stranger = env.people[0]
