@@ -17,11 +17,13 @@ from pathlib import Path
 from pyrogram.crypto import rsa
 from pyrogram.storage import SQLiteStorage
 
-from tgsim.crypto import load_public_pem, rsa_fingerprint
-
 
 def install_server_key(pem_path: str | Path) -> int:
-    """Trust the server's public key; returns its fingerprint. Idempotent."""
+    """Trust the server's public key; returns its fingerprint. Idempotent. The simulator's
+    key helpers load only here, when a self-hosted server is configured: against Telegram
+    the product never imports tgsim."""
+    from tgsim.crypto import load_public_pem, rsa_fingerprint
+
     n, e = load_public_pem(Path(pem_path).read_bytes())
     fingerprint = rsa_fingerprint(n, e)
     rsa.server_public_keys[fingerprint] = rsa.PublicKey(m=n, e=e)
