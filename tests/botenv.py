@@ -146,4 +146,4 @@ async def bot_env(sim, clients, tmp_path, clock=None, **overrides):
         await env.person()
         yield env
     finally:
-        await app.stop()
+        await env.app.stop()  # the one running now: a test that restarts it stops the first
