@@ -21,6 +21,7 @@ from helpers import floodwait
 from helpers.allocator import pin_mmap_threshold
 from helpers.cache import TTLCache
 from helpers.catchup import Catchup
+from helpers.client_adapter import clear_message_cache, message_cache_size
 from helpers.database import Database
 from helpers.janitor import Janitor
 from helpers.login import LoginDesk
@@ -190,16 +191,13 @@ class App:
         return {"prompts": self.prompts, "invites": self.invites, "bans": self._bans}
 
     def _cache_items(self) -> int:
-        return sum(len(c) for c in self._caches().values()) + len(self.bot.message_cache)
+        return sum(len(c) for c in self._caches().values()) + message_cache_size(self.bot)
 
     def _trim_caches(self) -> str:
         dropped = sum(c.purge_expired() for c in self._caches().values())
         dropped += len(self._bans)
         self._bans.clear()  # re-read from the DB on demand
-        store = getattr(self.bot.message_cache, "_cache", None)
-        if store is not None:  # pyrogram's own cache of recent messages: pure convenience
-            dropped += len(store)
-            store.clear()
+        dropped += clear_message_cache(self.bot)  # pyrogram's own: pure convenience
         return f"{dropped} cache entries dropped"
 
     async def _sweep_orphans(self) -> None:

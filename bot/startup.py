@@ -18,7 +18,7 @@ from typing import Callable
 from pyrogram import Client, errors
 
 from helpers import floodwait
-from helpers.session_manager import stop_dc_sessions
+from helpers.client_adapter import close_storage, stop_dc_sessions, stop_main_session
 
 log = logging.getLogger("bot")
 
@@ -71,12 +71,9 @@ async def close_client(client: Client) -> None:
             await client.disconnect()
     await stop_dc_sessions(client)
     with contextlib.suppress(Exception):
-        if client.session is not None:
-            await client.session.stop()
+        await stop_main_session(client)
     with contextlib.suppress(Exception):
-        conn = getattr(client.storage, "conn", None)
-        if conn is not None:
-            conn.close()
+        await close_storage(client)
 
 
 async def login_bot(make_client: Callable[[], Client], *, retries: int, attempt_timeout_s: float,

@@ -27,7 +27,12 @@ import asyncio
 import logging
 import time
 
-from pyrogram.storage import UpdateState
+from helpers.client_adapter import (
+    delete_update_states,
+    dispatcher_is_idle,
+    set_update_state,
+    update_states,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +53,6 @@ def offline_note(age_s: float) -> str:
     when = f"{hours:.0f} h" if hours >= 1 else f"{max(1, round(age_s / 60))} min"
     return (f"This arrived while I was offline ({when} ago), so I did not queue it. "
             "Send the link again if you still want it.")
-
-
-def _dispatcher_idle(client) -> bool:
-    """No update waits in the dispatcher's queue and no handler runs (each handler worker
-    holds its lock while it runs the handlers of one update). The one use of the client
-    library's internals here."""
-    dispatcher = client.dispatcher
-    return dispatcher.updates_queue.empty() and not any(
-        lock.locked() for lock in dispatcher.locks_list)
 
 
 class Catchup:
@@ -128,7 +124,7 @@ class Catchup:
             saved = await self.db.get_update_state()
             if saved is not None:
                 pts, qts, date, seq = saved
-                await self.client.storage.set_update_state(UpdateState(0, pts, qts, date, seq))
+                await set_update_state(self.client, 0, pts, qts, date, seq)
         finally:
             self._ready.set()
         counts = await self._recover_gaps()
@@ -142,7 +138,7 @@ class Catchup:
         if not self._recovered:
             return
         deadline = time.monotonic() + wait_s
-        while not _dispatcher_idle(self.client):
+        while not dispatcher_is_idle(self.client):
             if time.monotonic() > deadline:
                 log.info("update state not saved at stop: handlers still busy")
                 return
@@ -156,7 +152,7 @@ class Catchup:
         if not self._recovered:
             return
         now = time.monotonic()
-        if not _dispatcher_idle(self.client):
+        if not dispatcher_is_idle(self.client):
             self._candidate = None
             return
         if self._candidate is not None and now - self._candidate[0] >= self.lag_s:
@@ -185,15 +181,14 @@ class Catchup:
         it as that channel's state with pts NULL; getChannelDifference(pts=None) then fails
         before it is sent, and with it the whole catch-up. Such a channel is simply asked
         from its next real state on."""
-        storage = self.client.storage
-        states = await storage.get_update_states()
+        states = await update_states(self.client)
         unusable = [s.id for s in states if s.id != 0 and s.pts is None]
         if unusable:
-            await storage.delete_update_state(unusable)
+            await delete_update_states(self.client, unusable)
         return await self.client.recover_gaps()
 
     async def _library_state(self) -> tuple[int, int, int, int] | None:
-        states = await self.client.storage.get_update_states(0)
+        states = await update_states(self.client, 0)
         if not states or states[0].pts is None:
             return None
         s = states[0]

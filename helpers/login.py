@@ -18,9 +18,9 @@ from typing import Callable
 from pyrogram import Client, errors, types
 
 from helpers import floodwait
+from helpers.client_adapter import stop_dc_sessions
 from helpers.logs import register_secret
 from helpers.secrets import SessionCipher
-from helpers.session_manager import stop_dc_sessions
 from helpers.tasks import cancel_and_wait
 
 log = logging.getLogger("login")

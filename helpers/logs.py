@@ -21,6 +21,8 @@ import sys
 import threading
 from logging.handlers import RotatingFileHandler
 
+from helpers.client_adapter import is_tl_object, tl_fields, tl_name
+
 __all__ = ["setup_logging", "RedactingFilter", "redact", "register_secret", "LOG_FORMAT"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -115,12 +117,11 @@ def tl_outline(obj, _budget: list[int] | None = None) -> str:
     Message(UpdateShort(UpdateNewMessage(Message(PeerUser)))))`."""
     budget = [_OUTLINE_MAX] if _budget is None else _budget
     budget[0] -= 1
-    name = getattr(type(obj), "QUALNAME", type(obj).__name__)
+    name = tl_name(obj)
     if budget[0] <= 0:
         return name
     inner = []
-    for slot in getattr(type(obj), "__slots__", ()):
-        value = getattr(obj, slot, None)
+    for value in tl_fields(obj):
         for item in (value if isinstance(value, list) else [value]):
             if budget[0] <= 0:
                 inner.append("…")
@@ -130,8 +131,7 @@ def tl_outline(obj, _budget: list[int] | None = None) -> str:
     return f"{name}({', '.join(inner)})" if inner else name
 
 
-def _is_tl(value) -> bool:
-    return hasattr(type(value), "QUALNAME") and hasattr(type(value), "__slots__")
+_is_tl = is_tl_object
 
 
 def _outline_library_record(record: logging.LogRecord) -> None:

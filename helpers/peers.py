@@ -22,7 +22,15 @@ from __future__ import annotations
 import json
 import logging
 
-from pyrogram import Client, raw, utils
+from pyrogram import Client, raw
+
+from helpers.client_adapter import (
+    channel_chat_id,
+    commit_storage,
+    learn_peers,
+    store_peers,
+    stored_peer,
+)
 
 log = logging.getLogger("peers")
 
@@ -34,14 +42,14 @@ Row = tuple[int, int, str]  # (pyrogram peer id, access_hash, pyrogram peer type
 async def keep(client: Client) -> None:
     """Commit the client's peer database now (a failure only costs a later re-learn)."""
     try:
-        await client.storage.save()
+        await commit_storage(client)
     except Exception:  # noqa: BLE001 - never fail a handler or a job over this
         log.warning("could not commit the bot's peer database", exc_info=True)
 
 
 def _row(peer_id: int, peer) -> Row | None:
     if isinstance(peer, raw.types.InputPeerChannel):
-        return utils.get_channel_id(peer.channel_id), peer.access_hash, "channel"
+        return channel_chat_id(peer.channel_id), peer.access_hash, "channel"
     if isinstance(peer, raw.types.InputPeerUser):
         return peer.user_id, peer.access_hash, "user"
     return None  # basic groups need no hash; self needs no entry
@@ -54,7 +62,7 @@ async def export(client: Client, peer_ids) -> list[Row]:
         if not isinstance(peer_id, int):
             continue
         try:
-            row = _row(peer_id, await client.storage.get_peer_by_id(peer_id))
+            row = _row(peer_id, await stored_peer(client, peer_id))
         except KeyError:
             continue
         if row is not None:
@@ -71,13 +79,13 @@ async def learn(client: Client, answer) -> list[int]:
     if getattr(answer, "chat", None) is not None:
         chats.append(answer.chat)
     chats = [c for c in chats if isinstance(c, raw.types.Channel)]
-    await client.fetch_peers(chats)
-    return [utils.get_channel_id(c.id) for c in chats]
+    await learn_peers(client, chats)
+    return [channel_chat_id(c.id) for c in chats]
 
 
 async def install(client: Client, rows: list[Row]) -> None:
     if rows:
-        await client.storage.update_peers([(pid, ah, kind, None) for pid, ah, kind in rows])
+        await store_peers(client, rows)
 
 
 def merge(old: list[Row], new: list[Row], cap: int = MAX_PEERS_PER_SESSION) -> list[Row]:

@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from pyrogram import Client, enums, errors, raw, types, utils
+from pyrogram import Client, enums, errors, raw, types
 
 from helpers import floodwait, peers, tg_text
 from helpers import user_settings as us
+from helpers.client_adapter import parse_messages
 from helpers.janitor import Janitor, safe_filename
 from helpers.memory_monitor import MemoryMonitor
 from helpers.progress import ProgressReporter
@@ -453,7 +454,7 @@ async def _get_messages(client: Client, chat, msg_ids: list[int], replies: int =
     else:
         rpc = raw.functions.messages.GetMessages(id=ids)
     r = await client.invoke(rpc, sleep_threshold=0)
-    return await utils.parse_messages(client, r, replies=replies)
+    return await parse_messages(client, r, replies=replies)
 
 
 async def _get_message(client: Client, chat, msg_id: int):

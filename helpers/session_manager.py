@@ -23,6 +23,7 @@ from typing import AsyncIterator, Awaitable, Callable
 from pyrogram import Client, errors, raw
 
 from helpers import peers
+from helpers.client_adapter import stop_dc_sessions
 from helpers.queue_manager import JobError
 from helpers.secrets import SecretKeyError, SessionCipher
 from helpers.telegram_server import client_options
@@ -425,15 +426,6 @@ class SessionManager:
             self._cond.notify_all()
         for e in entries:
             await self._close(e, "shutdown")
-
-
-async def stop_dc_sessions(client: Client) -> None:
-    """Stop the per-DC sessions pyrogram keeps outside terminate()'s reach."""
-    for pool in (client.sessions, client.media_sessions):
-        for session in list(pool.values()):
-            with contextlib.suppress(Exception):
-                await session.stop()
-        pool.clear()
 
 
 def _consume(task: asyncio.Future) -> None:

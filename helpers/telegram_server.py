@@ -12,10 +12,10 @@ server's help.getConfig, as it does on Telegram.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 
-from pyrogram.crypto import rsa
-from pyrogram.storage import SQLiteStorage
+from helpers.client_adapter import RoutedStorage, trust_server_key
 
 
 def install_server_key(pem_path: str | Path) -> int:
@@ -26,7 +26,7 @@ def install_server_key(pem_path: str | Path) -> int:
 
     n, e = load_public_pem(Path(pem_path).read_bytes())
     fingerprint = rsa_fingerprint(n, e)
-    rsa.server_public_keys[fingerprint] = rsa.PublicKey(m=n, e=e)
+    trust_server_key(fingerprint, n, e)
     return fingerprint
 
 
@@ -45,30 +45,20 @@ def dc_table(server: tuple[str, int] | DcTable) -> dict[int, tuple[str, int]]:
     return table
 
 
-class PinnedStorage(SQLiteStorage):
+class PinnedStorage(RoutedStorage):
     """Session storage whose server address is the DC table's address of the session's DC
     (DC 2's for a DC the table does not list: a server that serves every DC on one address).
     In memory unless a workdir is given (the bot keeps its peers across restarts there)."""
 
     def __init__(self, name: str, server: tuple[str, int] | DcTable,
                  session_string: str | None = None, workdir: Path | None = None):
-        super().__init__(name, workdir=Path(workdir or "."), session_string=session_string,
+        super().__init__(name, partial(_address_in, dc_table(server)),
+                         session_string=session_string, workdir=workdir,
                          in_memory=workdir is None or session_string is not None)
-        self._table = dc_table(server)
 
-    async def _address(self) -> tuple[str, int]:
-        dc = await self.dc_id()
-        return self._table.get(dc or MAIN_DC, self._table[MAIN_DC])
 
-    async def server_address(self, value=object):
-        if value is object:
-            return (await self._address())[0]
-        return await super().server_address(value)
-
-    async def port(self, value=object):
-        if value is object:
-            return (await self._address())[1]
-        return await super().port(value)
+def _address_in(table: dict[int, tuple[str, int]], dc: int | None) -> tuple[str, int]:
+    return table.get(dc or MAIN_DC, table[MAIN_DC])
 
 
 def parse_address(address: str) -> tuple[str, int]:
