@@ -51,6 +51,11 @@ def _unstarted_session(c: Client, dc_id: int = 2) -> Session:
 # connections ------------------------------------------------------------------------------
 
 
+def test_state_flags_the_product_reads_directly(client):
+    """Not private, but not documented either: the product's stop paths read them."""
+    assert client.is_connected is None and client.is_initialized is None
+
+
 def test_session_pools_and_main_session_are_where_the_adapter_looks(client):
     assert client.session is None
     assert isinstance(client.sessions, dict) and isinstance(client.media_sessions, dict)

@@ -10,9 +10,14 @@ A scan of the product's source (bot/, helpers/, plugins/) by its syntax tree, so
 - an attribute (or getattr/hasattr/setattr with a constant name) that only the library's
   internals have: ``x.storage``, ``x.dispatcher``, ``x.media_sessions``, ``x.fetch_peers``,
   ``QUALNAME`` ...;
-- ``session`` / ``sessions`` / ``conn`` or any ``_name`` read on something named like a client
-  (``client``, ``bot``, ``user``, ``*_client``), and any ``_name`` read through one of the
-  internal attributes above (``x.message_cache._cache``).
+- ``session`` / ``sessions`` / ``conn`` (and a few more names the product also uses for its
+  own things) or any ``_name`` read on something named like a client, a storage or a session
+  (``client``, ``bot``, ``user``, ``storage``, ``session``, ``*_client``), and any ``_name`` read
+  through one of the internal attributes above (``x.message_cache._cache``);
+- a private module reached through the package (``pyrogram.session``, ``raw.core``).
+
+It reads names, not types: an internal reached through a variable named otherwise
+(``c = client; c.session``) is not seen. It is a guard for review, not a proof.
 """
 
 from __future__ import annotations
@@ -86,6 +91,10 @@ def _attribute_use(receiver: ast.AST, name: str) -> str | None:
     if name in INTERNAL_ATTRS:
         return f".{name}"
     owner = _last_name(receiver)
+    if isinstance(receiver, ast.Name) and not name.startswith("__") and (
+            (owner == "pyrogram" and name not in PUBLIC_FROM_PYROGRAM)
+            or (owner == "raw" and name in ("core", "all"))):  # a local `raw` is common
+        return f"{owner}.{name}"  # a private module reached through the package
     clientish = owner is not None and CLIENTISH.match(owner) is not None
     if clientish and (name in CLIENT_ONLY_ATTRS or name.startswith("_")):
         return f"{owner}.{name}"
@@ -176,6 +185,8 @@ PLANTED = [
     "x.message_cache._cache.clear()",
     "type(obj).QUALNAME",
     "hasattr(type(v), 'QUALNAME')",
+    "import pyrogram; pyrogram.session.Session",
+    "from pyrogram import raw; raw.core.TLObject",
 ]
 INNOCENT = [
     "import logging; logging.getLogger('pyrogram.session')",
@@ -190,6 +201,7 @@ INNOCENT = [
     "client.is_connected and client.me.username",
     "from helpers.client_adapter import stop_dc_sessions",
     "entry.client; self._bans.clear(); obj.__slots__",
+    "pyrogram.__version__; pyrogram.Client; raw.types.InputPeerEmpty(); raw.functions.Ping",
 ]
 
 
