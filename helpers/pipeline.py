@@ -19,6 +19,7 @@ from typing import Awaitable, Callable
 from pyrogram import Client, enums, errors, raw, types, utils
 
 from helpers import floodwait, media_kinds, peers, tg_text
+from helpers.chat_access import ChatAccess, UnknownPeer
 from helpers import user_settings as us
 from helpers.janitor import Janitor, safe_filename
 from helpers.memory_monitor import MemoryMonitor
@@ -46,15 +47,6 @@ _SESSION_HAS_NO_HASH = (
     "I cannot read that chat through your account: it does not exist, your account is not "
     f"in it, or it is not among your {_DIALOG_SCAN_LIMIT} most recent chats. Join it with "
     "your account (send me its invite link), then send the link again.")
-_BOT_HAS_NO_HASH = (
-    "I cannot open that chat: it is private, and Telegram has not introduced it to me (a "
-    "bot learns a private chat when it is added to it, or I am not in it at all). If I "
-    "should be a member, remove me from the chat and add me again")
-_OR_LOGIN = "; or log in with /login so I can read it through your account."
-
-
-class UnknownPeer(JobError):
-    """The client holds no access_hash for the chat that Telegram accepts."""
 
 MarkupFactory = Callable[[dict], "types.InlineKeyboardMarkup | None"]
 
@@ -74,7 +66,8 @@ class Pipeline:
                  transfers: "Transfers | None" = None,
                  keep_partial: Callable[[], bool] = lambda: False,
                  split_bytes: int = 0,
-                 save_settings: Callable[[int, dict], Awaitable[None]] | None = None):
+                 save_settings: Callable[[int, dict], Awaitable[None]] | None = None,
+                 access: ChatAccess | None = None):
         self.bot = bot
         self.janitor = janitor
         self.monitor = monitor
@@ -82,6 +75,7 @@ class Pipeline:
         self.cancel_markup = cancel_markup
         self.on_bytes = on_bytes
         self.sessions = sessions
+        self.access = access or ChatAccess(sessions)  # which client reads, whether to copy
         self.settings_of = settings_of
         self.on_delivered = on_delivered
         self.transfers = transfers
@@ -194,17 +188,7 @@ class Pipeline:
         try:
             msg = await self._fetch(self.bot, chat, job["msg_id"])
         except JobError as e:
-            if self.sessions is None or not self.sessions.enabled:
-                if isinstance(e, UnknownPeer) and isinstance(chat, int):
-                    raise JobError(_BOT_HAS_NO_HASH + ".") from None
-                raise
-            if not await self.sessions.has_session(user_id):
-                if isinstance(e, UnknownPeer) and isinstance(chat, int):
-                    raise JobError(_BOT_HAS_NO_HASH + _OR_LOGIN) from None
-                if isinstance(chat, int):
-                    raise JobError("That chat is private and I am not a member: log in with "
-                                   "/login so I can read it through your account.") from None
-                raise
+            await self.access.after_bot_failed(user_id, chat, e)  # raises unless a session
         else:
             return await self._deliver_from(self.bot, chat, msg, job, reporter)
 
@@ -272,9 +256,8 @@ class Pipeline:
         group = [msg]
         if msg.media_group_id:
             group = await self._read(lambda: _get_album(client, chat, msg), "album")
-        # A copy re-sends the media by reference, which Telegram refuses for protected
-        # content (core.telegram.org/api/content-protection): those are always re-uploaded.
-        if not msg.has_protected_content and client is self.bot and out.may_copy(group):
+        # helpers/chat_access.py: protected content and what a session read are re-uploaded
+        if self.access.may_copy(msg, client is self.bot) and out.may_copy(group):
             try:
                 await self._copy(chat, msg, group, out)
                 return out.summary("copied" if len(group) == 1
