@@ -6,6 +6,7 @@ import contextlib
 from pyrogram import Client, enums, filters
 
 from helpers.login import LoginReply
+from plugins import order
 
 
 async def _reply(message, text: str) -> None:
@@ -48,7 +49,7 @@ def _in_login(_, client: Client, message) -> bool:
 in_login = filters.create(_in_login)
 
 
-@Client.on_message(filters.private & in_login, group=-1)
+@Client.on_message(filters.private & in_login, group=order.LOGIN)
 async def conversation(client: Client, message):
     app = client.app
     uid = message.from_user.id

@@ -7,6 +7,7 @@ import time
 from pyrogram import Client, enums, filters
 
 from helpers.broadcast import broadcast
+from plugins import order
 
 log = logging.getLogger("admin")
 
@@ -30,7 +31,7 @@ def _user_id_arg(message) -> int | None:
     return int(arg) if arg.isdigit() and 0 < int(arg) < 1 << 53 else None
 
 
-@Client.on_message(filters.private & filters.command(ADMIN_COMMANDS), group=-1)
+@Client.on_message(filters.private & filters.command(ADMIN_COMMANDS), group=order.ADMIN_ONLY)
 async def admins_only(client: Client, message):
     uid = message.from_user.id
     if client.app.is_admin(uid):

@@ -7,9 +7,10 @@ import time
 from pyrogram import Client, enums, filters
 
 from helpers.catchup import SEEN, STALE, offline_note
+from plugins import order
 
 
-@Client.on_message(filters.private, group=-3)
+@Client.on_message(filters.private, group=order.ONCE)
 async def once(client: Client, message):
     catchup = client.app.catchup
     await catchup.wait_ready()

@@ -2,6 +2,7 @@
 anyone sending faster than MESSAGES_PER_MINUTE is asked to slow down (admins exempt)."""
 
 from pyrogram import Client, filters
+from plugins import order
 
 BANNED = "You are banned from using this bot."
 
@@ -11,7 +12,7 @@ def _slow_down(wait: float) -> str:
             "messages sent meanwhile are ignored.")
 
 
-@Client.on_message(filters.private & filters.incoming, group=-2)
+@Client.on_message(filters.private & filters.incoming, group=order.GATE)
 async def gate(client: Client, message):
     user = message.from_user
     app = client.app
@@ -27,7 +28,7 @@ async def gate(client: Client, message):
         message.stop_propagation()
 
 
-@Client.on_callback_query(group=-2)
+@Client.on_callback_query(group=order.GATE)
 async def gate_buttons(client: Client, query):
     app = client.app
     if app.is_admin(query.from_user.id):

@@ -2,7 +2,7 @@
 
 Buttons act only on the settings of the user who pressed them, so their data needs no
 signature. A pending prompt lives in `app.prompts` (bounded, expires); the prompt handler
-runs in group -1 so the answer never reaches the link handler.
+runs in group order.PROMPT so the answer never reaches the link handler.
 """
 
 import logging
@@ -16,6 +16,7 @@ from helpers.user_settings import (
     MAX_RULES, SettingsError, add_rules, apply_name, check_caption, check_rename, describe,
     may_post, normalize, parse_rules, parse_target, thumb_file_id,
 )
+from plugins import order
 
 log = logging.getLogger(__name__)
 PLAIN = enums.ParseMode.DISABLED
@@ -181,7 +182,7 @@ async def _take(client: Client, message, field: str, s: dict) -> str:
     raise SettingsError("That setting no longer exists; send /settings again.")
 
 
-@Client.on_message(filters.private & has_prompt, group=-1)
+@Client.on_message(filters.private & has_prompt, group=order.PROMPT)
 async def answer_prompt(client: Client, message):
     app, uid = client.app, message.from_user.id
     field = app.prompts.get(uid)
