@@ -50,7 +50,7 @@ async def unknown_command(client: Client, message):
 
 @Client.on_message(filters.private & filters.command(["start", "help"]))
 async def start_help(client: Client, message):
-    await client.app.db.ensure_user(message.from_user.id)
+    await client.services.accounts.ensure_user(message.from_user.id)
     intro = "Hello! " if message.command[0] == "start" else ""
     await message.reply(intro + HELP, parse_mode=enums.ParseMode.DISABLED)
 

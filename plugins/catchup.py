@@ -12,7 +12,7 @@ from plugins import order
 
 @Client.on_message(filters.private, group=order.ONCE)
 async def once(client: Client, message):
-    catchup = client.app.catchup
+    catchup = client.services.catchup
     await catchup.wait_ready()
     if message.outgoing or message.from_user is None:
         message.stop_propagation()  # the bot's own messages come back in a difference

@@ -15,13 +15,13 @@ def _slow_down(wait: float) -> str:
 @Client.on_message(filters.private & filters.incoming, group=order.GATE)
 async def gate(client: Client, message):
     user = message.from_user
-    app = client.app
-    if user is None or app.is_admin(user.id):
+    gate = client.services.gate
+    if user is None or gate.is_admin(user.id):
         return
-    if await app.is_banned(user.id):
+    if await gate.is_banned(user.id):
         await message.reply(BANNED)
         message.stop_propagation()
-    allowed, wait = app.rate.hit(user.id)
+    allowed, wait = gate.hit(user.id)
     if not allowed:
         if wait is not None:
             await message.reply(_slow_down(wait))
@@ -30,13 +30,13 @@ async def gate(client: Client, message):
 
 @Client.on_callback_query(group=order.GATE)
 async def gate_buttons(client: Client, query):
-    app = client.app
-    if app.is_admin(query.from_user.id):
+    gate = client.services.gate
+    if gate.is_admin(query.from_user.id):
         return
-    if await app.is_banned(query.from_user.id):
+    if await gate.is_banned(query.from_user.id):
         await query.answer(BANNED, show_alert=True)
         query.stop_propagation()
-    allowed, wait = app.rate.hit(query.from_user.id)
+    allowed, wait = gate.hit(query.from_user.id)
     if not allowed:
         await query.answer(_slow_down(wait or 5), show_alert=True)
         query.stop_propagation()
