@@ -103,8 +103,7 @@ class App:
         client = Client("bot", api_id=s.api_id, api_hash=s.api_hash, bot_token=s.bot_token,
                         plugins={"root": "plugins"}, workers=8, max_message_cache_size=200,
                         skip_updates=True, **opts)
-        client.app = self
-        client.services = self.services  # what plugins may use (helpers/services.py)
+        client.services = self.services  # all plugins may use (helpers/services.py)
         self.bot = client  # the attempt in flight: stop() closes it if start-up is cut short
         return client
 
