@@ -290,7 +290,7 @@ class App:
                                   max_queue=s.max_queue, max_per_user=s.max_jobs_per_user,
                                   admission=self.monitor.admit, notify=self.notify,
                                   announce_start=False)
-        self.services.jobs.queue = self.queue
+        self.services.jobs.attach_queue(self.queue)
         self.monitor.register_gauge("queue length", lambda: self.queue.waiting)
         self.monitor.register_gauge("active downloads", lambda: self.queue.running)
         self.monitor.register_gauge("live sessions", lambda: self.sessions.live_count)

@@ -124,8 +124,8 @@ _ROWS = [
 
 BY_NAME: dict[str, MediaKind] = {row.name: row for row in _ROWS}
 DOCUMENT = BY_NAME["document"]
-# Every Message attribute that may hold a downloadable file, in the order to look for one.
-NAMES = ("document", "video", "audio", "animation", "voice", "video_note", "photo", "sticker")
+# Every Message attribute that may hold a downloadable file (a message holds at most one).
+NAMES = tuple(BY_NAME)
 # The kinds a local file can be sent as.
 UPLOAD_KINDS = frozenset(row.upload_as for row in _ROWS)
 

@@ -86,14 +86,17 @@ class AccountService:
 
 
 class JobsService:
-    """Submitting, listing and cancelling jobs; `queue` is set once it exists (after the
-    bot has logged in), before any handler past the once-only check runs."""
+    """Submitting, listing and cancelling jobs. The queue is attached once it exists (after
+    the bot has logged in), before any handler past the once-only check runs."""
 
     def __init__(self, db, settings, catchup):
         self._db = db
         self._settings = settings
         self._catchup = catchup
-        self.queue = None
+        self._queue = None
+
+    def attach_queue(self, queue) -> None:
+        self._queue = queue
 
     async def allowance(self, user_id: int) -> Allowance:
         with as_storage_busy():
@@ -112,13 +115,13 @@ class JobsService:
 
     async def submit(self, user_id: int, refs, premium: bool, source=None):
         with as_storage_busy():
-            return await self.queue.submit(user_id, refs, premium, source=source)
+            return await self._queue.submit(user_id, refs, premium, source=source)
 
     async def user_jobs(self, user_id: int):
-        return await self.queue.user_jobs(user_id)
+        return await self._queue.user_jobs(user_id)
 
     async def cancel(self, user_id: int, job_id: int | None = None) -> int:
-        return await self.queue.cancel(user_id, job_id)
+        return await self._queue.cancel(user_id, job_id)
 
 
 class ButtonsService:

@@ -32,6 +32,9 @@ def violations(source: str) -> list[str]:
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
                 and node.value.attr == "services" and node.attr not in SERVICES:
             found.append(f"line {node.lineno}: services.{node.attr} is no service")
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") \
+                and not node.attr.startswith("__"):
+            found.append(f"line {node.lineno}: reaches a private attribute {node.attr}")
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr" \
                 and any(isinstance(a, ast.Constant) and a.value == "app" for a in node.args):
             found.append(f"line {node.lineno}: getattr(..., 'app')")
@@ -56,6 +59,8 @@ def test_every_plugin_that_reaches_the_bot_uses_services():
     "async def f(client):\n    await client.app.db.ensure_user(1)",
     "async def f(client):\n    return client.services.db",
     "def f(client):\n    return getattr(client, 'app')",
+    "async def f(client):\n    return await client.services.admin._db.count_users()",
+    "async def f(client):\n    jobs = client.services.jobs\n    return jobs._queue",
 ])
 def test_the_check_sees_a_planted_use(planted):
     assert violations(planted)
