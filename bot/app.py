@@ -21,6 +21,7 @@ from helpers import floodwait
 from helpers.allocator import pin_mmap_threshold
 from helpers.cache import TTLCache
 from helpers.catchup import Catchup
+from helpers.chat_access import ChatAccess
 from helpers.client_adapter import clear_message_cache, message_cache_size
 from helpers.database import Database
 from helpers.janitor import Janitor
@@ -31,6 +32,10 @@ from helpers.pipeline import Pipeline
 from helpers.queue_manager import QueueManager
 from helpers.rate_limit import RateLimiter
 from helpers.secrets import SecretKeyError, SessionCipher, check_key_against
+from helpers.services import (
+    AccountService, AdminService, ButtonsService, GateService, JobsService, Services,
+    SettingsService,
+)
 from helpers.session_manager import SessionManager
 from helpers.transfer import Transfers
 from helpers.telegram_server import client_options
@@ -52,7 +57,7 @@ COMMANDS = [
 
 
 class App:
-    """The running bot. Plugins reach it as `client.app`."""
+    """The running bot. Plugins reach only its services, as `client.services`."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] | None = None):
         """clock: the wall clock of what the database stores (job history, daily caps);
@@ -68,7 +73,7 @@ class App:
         self.sessions: SessionManager | None = None
         self.logins: LoginDesk | None = None
         self.catchup: Catchup | None = None
-        self.broadcasting = False
+        self.services: Services | None = None
         self._tasks: set[asyncio.Task] = set()
         self._bans: TTLCache[int, bool] = TTLCache(maxsize=5000, ttl=60)
         self.rate = RateLimiter(settings.messages_per_minute)
@@ -99,9 +104,24 @@ class App:
         client = Client("bot", api_id=s.api_id, api_hash=s.api_hash, bot_token=s.bot_token,
                         plugins={"root": "plugins"}, workers=8, max_message_cache_size=200,
                         skip_updates=True, **opts)
-        client.app = self
+        client.services = self.services  # all plugins may use (helpers/services.py)
         self.bot = client  # the attempt in flight: stop() closes it if start-up is cut short
         return client
+
+    def _services(self, access: ChatAccess) -> Services:
+        """The narrow services plugins get, each holding only what its handlers need."""
+        jobs = JobsService(self.db, self.settings, self.catchup)
+        return Services(
+            gate=GateService(self.is_admin, self.is_banned, self.rate),
+            catchup=self.catchup,
+            accounts=AccountService(self.db, self.sessions, self.logins, self.monitor.admit,
+                                    access, self.invites),
+            jobs=jobs,
+            buttons=ButtonsService(self.sign, self.verify),
+            settings=SettingsService(self.db, self.prompts),
+            admin=AdminService(self.db, is_admin=self.is_admin, set_banned=self.set_banned,
+                               jobs=jobs, notify=self.notify, spawn=self.spawn,
+                               stats=self.stats_text, monitor=self.monitor))
 
     def _owned_dirs(self) -> set[str]:
         return {str(j) for j in (self.queue.active_job_ids() if self.queue else ())}
@@ -248,6 +268,8 @@ class App:
         # made before the login, whose handlers may run at once and wait for it; its
         # client is the one the login ends with
         self.catchup = Catchup(None, self.db, max_age_s=s.catchup_max_age_s)
+        access = ChatAccess(self.sessions)  # one choice of reader, for pipeline and plugins
+        self.services = self._services(access)
         self.bot = await login_bot(self._make_bot, retries=s.startup_retries,
                                    attempt_timeout_s=s.startup_timeout_s,
                                    session_file=Path(s.database_path).parent / "bot.session")
@@ -261,11 +283,12 @@ class App:
                             on_delivered=self.db.mark_delivered, transfers=self.transfers,
                             keep_partial=lambda: bool(self.queue and self.queue.stopping),
                             split_bytes=s.split_mb * 1024 * 1024,
-                            save_settings=self.db.set_settings)
+                            save_settings=self.db.set_settings, access=access)
         self.queue = QueueManager(self.db, pipeline.run, max_concurrent=s.max_concurrent_downloads,
                                   max_queue=s.max_queue, max_per_user=s.max_jobs_per_user,
                                   admission=self.monitor.admit, notify=self.notify,
                                   announce_start=False)
+        self.services.jobs.attach_queue(self.queue)
         self.monitor.register_gauge("queue length", lambda: self.queue.waiting)
         self.monitor.register_gauge("active downloads", lambda: self.queue.running)
         self.monitor.register_gauge("live sessions", lambda: self.sessions.live_count)

@@ -18,7 +18,8 @@ from typing import Awaitable, Callable
 
 from pyrogram import Client, enums, errors, raw, types
 
-from helpers import floodwait, peers, tg_text
+from helpers import floodwait, media_kinds, peers, tg_text
+from helpers.chat_access import ChatAccess, UnknownPeer
 from helpers import user_settings as us
 from helpers.client_adapter import parse_messages
 from helpers.janitor import Janitor, safe_filename
@@ -47,15 +48,6 @@ _SESSION_HAS_NO_HASH = (
     "I cannot read that chat through your account: it does not exist, your account is not "
     f"in it, or it is not among your {_DIALOG_SCAN_LIMIT} most recent chats. Join it with "
     "your account (send me its invite link), then send the link again.")
-_BOT_HAS_NO_HASH = (
-    "I cannot open that chat: it is private, and Telegram has not introduced it to me (a "
-    "bot learns a private chat when it is added to it, or I am not in it at all). If I "
-    "should be a member, remove me from the chat and add me again")
-_OR_LOGIN = "; or log in with /login so I can read it through your account."
-
-
-class UnknownPeer(JobError):
-    """The client holds no access_hash for the chat that Telegram accepts."""
 
 MarkupFactory = Callable[[dict], "types.InlineKeyboardMarkup | None"]
 
@@ -75,7 +67,8 @@ class Pipeline:
                  transfers: "Transfers | None" = None,
                  keep_partial: Callable[[], bool] = lambda: False,
                  split_bytes: int = 0,
-                 save_settings: Callable[[int, dict], Awaitable[None]] | None = None):
+                 save_settings: Callable[[int, dict], Awaitable[None]] | None = None,
+                 access: ChatAccess | None = None):
         self.bot = bot
         self.janitor = janitor
         self.monitor = monitor
@@ -83,6 +76,7 @@ class Pipeline:
         self.cancel_markup = cancel_markup
         self.on_bytes = on_bytes
         self.sessions = sessions
+        self.access = access or ChatAccess(sessions)  # which client reads, whether to copy
         self.settings_of = settings_of
         self.on_delivered = on_delivered
         self.transfers = transfers
@@ -195,17 +189,7 @@ class Pipeline:
         try:
             msg = await self._fetch(self.bot, chat, job["msg_id"])
         except JobError as e:
-            if self.sessions is None or not self.sessions.enabled:
-                if isinstance(e, UnknownPeer) and isinstance(chat, int):
-                    raise JobError(_BOT_HAS_NO_HASH + ".") from None
-                raise
-            if not await self.sessions.has_session(user_id):
-                if isinstance(e, UnknownPeer) and isinstance(chat, int):
-                    raise JobError(_BOT_HAS_NO_HASH + _OR_LOGIN) from None
-                if isinstance(chat, int):
-                    raise JobError("That chat is private and I am not a member: log in with "
-                                   "/login so I can read it through your account.") from None
-                raise
+            await self.access.after_bot_failed(user_id, chat, e)  # raises unless a session
         else:
             return await self._deliver_from(self.bot, chat, msg, job, reporter)
 
@@ -273,9 +257,8 @@ class Pipeline:
         group = [msg]
         if msg.media_group_id:
             group = await self._read(lambda: _get_album(client, chat, msg), "album")
-        # A copy re-sends the media by reference, which Telegram refuses for protected
-        # content (core.telegram.org/api/content-protection): those are always re-uploaded.
-        if not msg.has_protected_content and client is self.bot and out.may_copy(group):
+        # helpers/chat_access.py: protected content and what a session read are re-uploaded
+        if self.access.may_copy(msg, client is self.bot) and out.may_copy(group):
             try:
                 await self._copy(chat, msg, group, out)
                 return out.summary("copied" if len(group) == 1
@@ -370,7 +353,7 @@ class Pipeline:
         if path is None:
             raise JobError("The download was interrupted; please try again.")
         thumb = None
-        if msg.media != enums.MessageMediaType.PHOTO:
+        if media_kinds.of(msg).thumb:
             thumb = await self.thumbs.fetch(client, msg, media, out.prefs, job["user_id"],
                                             target.parent)
         if self.on_bytes:
@@ -517,24 +500,16 @@ async def _quietly(coro) -> None:
         pass
 
 
-def _media_of(msg: types.Message):
-    return getattr(msg, msg.media.value, None) if msg.media else None
+_media_of = media_kinds.media_of
 
 
 def _size(media) -> int:
     return getattr(media, "file_size", 0) or 0
 
 
-def _default_ext(msg: types.Message) -> str:
-    return {enums.MessageMediaType.PHOTO: ".jpg", enums.MessageMediaType.VIDEO: ".mp4",
-            enums.MessageMediaType.AUDIO: ".mp3", enums.MessageMediaType.VOICE: ".ogg",
-            enums.MessageMediaType.ANIMATION: ".mp4"}.get(msg.media, "")
-
-
 def _file_name(msg: types.Message) -> str:
-    media = _media_of(msg)
-    return safe_filename(getattr(media, "file_name", None),
-                         fallback=f"{msg.media.value}_{msg.id}{_default_ext(msg)}")
+    return safe_filename(getattr(_media_of(msg), "file_name", None),
+                         fallback=media_kinds.default_name(msg))
 
 
 def _caption(msg: types.Message, path: str, out: _Delivery) -> dict:
@@ -544,81 +519,26 @@ def _caption(msg: types.Message, path: str, out: _Delivery) -> dict:
 
 async def _send_one(bot: Client, msg: types.Message, path: str, thumb: str | None,
                     out: _Delivery, progress) -> None:
-    kind = msg.media
-    media = _media_of(msg)
-    chat_id = out.chat
-    common = {"progress": progress, **_caption(msg, path, out), **out.thread}
-    if kind == enums.MessageMediaType.PHOTO:
-        await bot.send_photo(chat_id, path, **common)
-    elif kind == enums.MessageMediaType.VIDEO:
-        await bot.send_video(chat_id, path, duration=media.duration or 0, width=media.width or 0,
-                             height=media.height or 0, thumb=thumb,
-                             file_name=os.path.basename(path),
-                             supports_streaming=bool(media.supports_streaming), **common)
-    elif kind == enums.MessageMediaType.AUDIO:
-        await bot.send_audio(chat_id, path, duration=media.duration or 0,
-                             performer=media.performer, title=media.title, thumb=thumb,
-                             file_name=os.path.basename(path), **common)
-    elif kind == enums.MessageMediaType.ANIMATION:
-        await bot.send_animation(chat_id, path, duration=media.duration or 0,
-                                 width=media.width or 0, height=media.height or 0, thumb=thumb,
-                                 **common)
-    elif kind == enums.MessageMediaType.VOICE:
-        await bot.send_voice(chat_id, path, duration=media.duration or 0, **common)
-    else:
-        await bot.send_document(chat_id, path, thumb=thumb, file_name=os.path.basename(path),
-                                force_document=True, **common)
-
-
-_KINDS = {enums.MessageMediaType.PHOTO: "photo", enums.MessageMediaType.VIDEO: "video",
-          enums.MessageMediaType.AUDIO: "audio", enums.MessageMediaType.ANIMATION: "animation",
-          enums.MessageMediaType.VOICE: "voice"}
+    method, attrs = media_kinds.send_kwargs(msg, thumb, os.path.basename(path))
+    await getattr(bot, method)(out.chat, path, progress=progress, **_caption(msg, path, out),
+                               **attrs, **out.thread)
 
 
 async def _send_parallel(transfers: "Transfers", bot: Client, msg: types.Message, path: str,
                          thumb: str | None, out: _Delivery, progress) -> None:
     """The same message as _send_one, uploaded in parallel parts."""
-    media = _media_of(msg)
     cap = _caption(msg, path, out)
-    await transfers.send_file(
-        bot, out.chat, path, kind=_KINDS.get(msg.media, "document"), caption=cap["caption"],
-        entities=cap["caption_entities"], thumb=thumb,
-        duration=int(getattr(media, "duration", 0) or 0),
-        width=int(getattr(media, "width", 0) or 0), height=int(getattr(media, "height", 0) or 0),
-        performer=getattr(media, "performer", None), title=getattr(media, "title", None),
-        file_name=os.path.basename(path),
-        supports_streaming=bool(getattr(media, "supports_streaming", False)),
-        progress=progress)
+    await transfers.send_file(bot, out.chat, path, caption=cap["caption"],
+                              entities=cap["caption_entities"], progress=progress,
+                              **media_kinds.transfer_kwargs(msg, thumb, os.path.basename(path)))
 
 
 def _too_long(caption: str | None) -> bool:
     return tg_text.u16len(caption) > tg_text.CAPTION_LIMIT
 
 
-_VISUAL = {enums.MessageMediaType.PHOTO, enums.MessageMediaType.VIDEO}
-
-
-def _album_kinds(group: list[types.Message]) -> list:
-    """What each item is sent as. Telegram groups photos with videos, and documents or audio
-    only with their own kind; the library reads a file that carries video (or audio)
-    attributes as a video even inside a documents album, so anything but an all-visual or
-    all-audio album goes as documents."""
-    kinds = [m.media for m in group]
-    if all(k in _VISUAL for k in kinds) or all(k == enums.MessageMediaType.AUDIO
-                                                for k in kinds):
-        return kinds
-    return [enums.MessageMediaType.DOCUMENT] * len(kinds)
+_album_kinds = media_kinds.album_kinds
 
 
 def _input_media(msg: types.Message, kind, path: str, thumb: str | None, out: _Delivery):
-    cap = _caption(msg, path, out)
-    if kind == enums.MessageMediaType.PHOTO:
-        return types.InputMediaPhoto(path, **cap)
-    media = _media_of(msg)
-    if kind == enums.MessageMediaType.VIDEO:
-        return types.InputMediaVideo(path, thumb=thumb, width=media.width or 0,
-                                     height=media.height or 0, duration=media.duration or 0,
-                                     **cap)
-    if kind == enums.MessageMediaType.AUDIO:
-        return types.InputMediaAudio(path, thumb=thumb, duration=media.duration or 0, **cap)
-    return types.InputMediaDocument(path, thumb=thumb, **cap)
+    return media_kinds.album_item(msg, kind, path, thumb, _caption(msg, path, out))

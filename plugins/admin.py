@@ -7,6 +7,7 @@ import time
 from pyrogram import Client, enums, filters
 
 from helpers.broadcast import broadcast
+from plugins import order
 
 log = logging.getLogger("admin")
 
@@ -30,10 +31,10 @@ def _user_id_arg(message) -> int | None:
     return int(arg) if arg.isdigit() and 0 < int(arg) < 1 << 53 else None
 
 
-@Client.on_message(filters.private & filters.command(ADMIN_COMMANDS), group=-1)
+@Client.on_message(filters.private & filters.command(ADMIN_COMMANDS), group=order.ADMIN_ONLY)
 async def admins_only(client: Client, message):
     uid = message.from_user.id
-    if client.app.is_admin(uid):
+    if client.services.gate.is_admin(uid):
         return
     log.warning("Refused admin command /%s from user %s", message.command[0], uid)
     await _reply(message, "Sorry, that command is for the bot's admins only.")
@@ -48,11 +49,12 @@ async def add_premium(client: Client, message):
         await _reply(message, f"Usage: {USAGE['addpremium']} (days from 1 to 3650)")
         return
     until = time.time() + int(days) * 86400
-    await client.app.db.set_premium(target, until)
+    admin = client.services.admin
+    await admin.set_premium(target, until)
     log.info("Admin %s gave premium to %s for %s days", message.from_user.id, target, days)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(until))
     await _reply(message, f"User {target} is premium until {stamp}.")
-    await client.app.notify(target, f"You now have premium until {stamp}: more jobs per day, "
+    await admin.notify(target, f"You now have premium until {stamp}: more jobs per day, "
                                     "bigger batches, and your jobs go first.")
 
 
@@ -62,7 +64,7 @@ async def rm_premium(client: Client, message):
     if target is None:
         await _reply(message, f"Usage: {USAGE['rmpremium']}")
         return
-    await client.app.db.set_premium(target, enabled=False)
+    await client.services.admin.remove_premium(target)
     log.info("Admin %s removed premium from %s", message.from_user.id, target)
     await _reply(message, f"User {target} is back on the free tier.")
 
@@ -74,39 +76,38 @@ async def ban(client: Client, message):
     if target is None:
         await _reply(message, f"Usage: {USAGE[command]}")
         return
-    app = client.app
-    if command == "ban" and app.is_admin(target):
+    admin = client.services.admin
+    if command == "ban" and admin.is_admin(target):
         await _reply(message, "Admins cannot be banned.")
         return
-    await app.set_banned(target, command == "ban")
     if command == "ban":
-        cancelled = await app.queue.cancel(target)
+        cancelled = await admin.ban(target)
         log.info("Admin %s banned %s (%d jobs cancelled)", message.from_user.id, target,
                  cancelled)
         await _reply(message, f"User {target} is banned; {cancelled} of their jobs cancelled.")
     else:
+        await admin.unban(target)
         log.info("Admin %s unbanned %s", message.from_user.id, target)
         await _reply(message, f"User {target} is unbanned.")
 
 
 @Client.on_message(filters.private & filters.command("broadcast"))
 async def broadcast_cmd(client: Client, message):
-    app = client.app
+    admin = client.services.admin
     source = message.reply_to_message
     text = message.text.split(maxsplit=1)[1] if len(message.command) > 1 else ""
     if source is None and not text:
         await _reply(message, "Usage: /broadcast <text>, or reply /broadcast to the message "
                               "to send to every user.")
         return
-    if app.broadcasting:
+    if not admin.begin_broadcast():  # before any await: a second one meanwhile is refused
         await _reply(message, "A broadcast is already running; wait for its report.")
         return
-    app.broadcasting = True  # before any await: a second /broadcast meanwhile is refused
     try:
-        total = await app.db.count_users()
+        total = await admin.count_users()
         await _reply(message, f"Broadcasting to {total} user(s)…")
     except BaseException:
-        app.broadcasting = False
+        admin.end_broadcast()
         raise
 
     async def send(uid: int):
@@ -116,19 +117,19 @@ async def broadcast_cmd(client: Client, message):
 
     async def run():
         try:
-            result = await broadcast(app.db.iter_user_ids(), send,
+            result = await broadcast(admin.user_ids(), send,
                                      skip=lambda uid: uid == message.from_user.id)
             log.info("Broadcast by %s: %d delivered, %d failed", message.from_user.id,
                      result.delivered, result.failed)
             await _reply(message, f"Broadcast finished: {result.delivered} delivered, "
                                   f"{result.failed} failed.")
         finally:
-            app.broadcasting = False
+            admin.end_broadcast()
 
-    app.spawn(run(), "broadcast")
+    admin.spawn(run(), "broadcast")
     await asyncio.sleep(0)
 
 
 @Client.on_message(filters.private & filters.command("stats"))
 async def stats(client: Client, message):
-    await _reply(message, await client.app.stats_text())
+    await _reply(message, await client.services.admin.stats())

@@ -5,6 +5,7 @@ import re
 from pyrogram import Client, enums, filters
 
 from helpers.links import ACCEPTED_FORMS
+from plugins import order
 from plugins.admin import ADMIN_COMMANDS
 
 HELP = f"""I download media from Telegram links and send it back to you.
@@ -39,9 +40,9 @@ def _unknown(_, __, message) -> bool:
     return name is not None and name not in KNOWN_COMMANDS
 
 
-@Client.on_message(filters.private & filters.text & filters.create(_unknown), group=1)
+@Client.on_message(filters.private & filters.text & filters.create(_unknown),
+                   group=order.UNKNOWN)
 async def unknown_command(client: Client, message):
-    # group 1: after the login and settings prompts (group -1) have had their say.
     name = command_name(message.text)[:32]
     await message.reply(f"I do not know the command /{name}. Send /help to see what I can do.",
                         parse_mode=enums.ParseMode.DISABLED)
@@ -49,7 +50,7 @@ async def unknown_command(client: Client, message):
 
 @Client.on_message(filters.private & filters.command(["start", "help"]))
 async def start_help(client: Client, message):
-    await client.app.db.ensure_user(message.from_user.id)
+    await client.services.accounts.ensure_user(message.from_user.id)
     intro = "Hello! " if message.command[0] == "start" else ""
     await message.reply(intro + HELP, parse_mode=enums.ParseMode.DISABLED)
 

@@ -7,11 +7,12 @@ import time
 from pyrogram import Client, enums, filters
 
 from helpers.catchup import SEEN, STALE, offline_note
+from plugins import order
 
 
-@Client.on_message(filters.private, group=-3)
+@Client.on_message(filters.private, group=order.ONCE)
 async def once(client: Client, message):
-    catchup = client.app.catchup
+    catchup = client.services.catchup
     await catchup.wait_ready()
     if message.outgoing or message.from_user is None:
         message.stop_propagation()  # the bot's own messages come back in a difference

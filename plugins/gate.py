@@ -2,6 +2,7 @@
 anyone sending faster than MESSAGES_PER_MINUTE is asked to slow down (admins exempt)."""
 
 from pyrogram import Client, filters
+from plugins import order
 
 BANNED = "You are banned from using this bot."
 
@@ -11,31 +12,31 @@ def _slow_down(wait: float) -> str:
             "messages sent meanwhile are ignored.")
 
 
-@Client.on_message(filters.private & filters.incoming, group=-2)
+@Client.on_message(filters.private & filters.incoming, group=order.GATE)
 async def gate(client: Client, message):
     user = message.from_user
-    app = client.app
-    if user is None or app.is_admin(user.id):
+    gate = client.services.gate
+    if user is None or gate.is_admin(user.id):
         return
-    if await app.is_banned(user.id):
+    if await gate.is_banned(user.id):
         await message.reply(BANNED)
         message.stop_propagation()
-    allowed, wait = app.rate.hit(user.id)
+    allowed, wait = gate.hit(user.id)
     if not allowed:
         if wait is not None:
             await message.reply(_slow_down(wait))
         message.stop_propagation()
 
 
-@Client.on_callback_query(group=-2)
+@Client.on_callback_query(group=order.GATE)
 async def gate_buttons(client: Client, query):
-    app = client.app
-    if app.is_admin(query.from_user.id):
+    gate = client.services.gate
+    if gate.is_admin(query.from_user.id):
         return
-    if await app.is_banned(query.from_user.id):
+    if await gate.is_banned(query.from_user.id):
         await query.answer(BANNED, show_alert=True)
         query.stop_propagation()
-    allowed, wait = app.rate.hit(query.from_user.id)
+    allowed, wait = gate.hit(query.from_user.id)
     if not allowed:
         await query.answer(_slow_down(wait or 5), show_alert=True)
         query.stop_propagation()

@@ -5,7 +5,7 @@ from pyrogram import Client, enums, filters
 
 @Client.on_message(filters.private & filters.command("status"))
 async def status(client: Client, message):
-    jobs = await client.app.queue.user_jobs(message.from_user.id)
+    jobs = await client.services.jobs.user_jobs(message.from_user.id)
     if not jobs:
         await message.reply("You have no jobs in progress. Send me a t.me link to start one.")
         return
@@ -18,16 +18,16 @@ async def status(client: Client, message):
 
 @Client.on_message(filters.private & filters.command(["canceldownload", "cancel"]))
 async def cancel(client: Client, message):
-    count = await client.app.queue.cancel(message.from_user.id)
+    count = await client.services.jobs.cancel(message.from_user.id)
     text = f"Cancelled {count} job(s)." if count else "You have no jobs to cancel."
     await message.reply(text)
 
 
 @Client.on_callback_query(filters.regex(r"^cancel:"))
 async def cancel_button(client: Client, query):
-    checked = client.app.verify(query.data or "", query.from_user.id)
+    checked = client.services.buttons.verify(query.data or "", query.from_user.id)
     if checked is None or checked[0] != "cancel":
         await query.answer("This button is not valid.", show_alert=True)
         return
-    count = await client.app.queue.cancel(query.from_user.id, checked[1])
+    count = await client.services.jobs.cancel(query.from_user.id, checked[1])
     await query.answer("Cancelled." if count else "That job has already finished.")

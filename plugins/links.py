@@ -2,7 +2,6 @@
 links are joined through the user's own account, only after they press Join."""
 
 import secrets
-import sqlite3
 
 from pyrogram import Client, enums, errors, filters, types
 from pyrogram.raw.functions.messages import CheckChatInvite, ImportChatInvite
@@ -11,10 +10,11 @@ from pyrogram.raw.types.messages import ChatInviteJoinResultWebView
 
 from helpers import floodwait, peers
 from helpers.catchup import asks_for_jobs
-from helpers.database import AlreadyHandled
+from helpers.chat_access import LOGIN_FOR_INVITES
 from helpers.links import LinkError, LinkRef, parse, parse_batch
 from helpers.queue_manager import JobError, SubmitRefused
-from helpers.tiers import allowance
+from helpers.services import AlreadyHandled
+from helpers.storage_errors import StorageBusy
 
 
 def _refs(links: list[LinkRef]) -> list[tuple[str, int, int | None]]:
@@ -34,11 +34,11 @@ async def _first_time(client: Client, message) -> bool:
     without a link was marked before any handler ran (plugins/catchup.py)."""
     if not asks_for_jobs(message.text):
         return True
-    return await client.app.catchup.done(message.chat.id, message.id)
+    return await client.services.jobs.handled(message.chat.id, message.id)
 
 
 async def _submit(client: Client, message, links: list[LinkRef]) -> None:
-    app = client.app
+    jobs_service = client.services.jobs
     user_id = message.from_user.id
     jobs = [link for link in links if link.kind != "invite"]
     if not jobs and not await _first_time(client, message):
@@ -48,7 +48,7 @@ async def _submit(client: Client, message, links: list[LinkRef]) -> None:
     links = jobs
     if not links:
         return
-    quota = await allowance(app.db, app.settings, user_id)
+    quota = await jobs_service.allowance(user_id)
     if quota.room == 0:
         if await _first_time(client, message):
             await _reply(message, quota.refusal())
@@ -59,9 +59,9 @@ async def _submit(client: Client, message, links: list[LinkRef]) -> None:
     await peers.keep(client)  # the job will need this user's (and chat's) hash after a crash
     try:
         # marked handled with its jobs, in one transaction: a crash keeps both or neither
-        result = await app.queue.submit(user_id, refs, quota.premium,
-                                        source=(message.chat.id, message.id)
-                                        if asks_for_jobs(message.text) else None)
+        result = await jobs_service.submit(user_id, refs, quota.premium,
+                                           source=(message.chat.id, message.id)
+                                           if asks_for_jobs(message.text) else None)
     except AlreadyHandled:
         return
     except SubmitRefused as e:
@@ -80,16 +80,15 @@ async def _submit(client: Client, message, links: list[LinkRef]) -> None:
 
 
 async def _offer_join(client: Client, message, link: LinkRef) -> None:
-    app = client.app
+    accounts = client.services.accounts
     user_id = message.from_user.id
-    if not app.sessions.enabled or not await app.sessions.has_session(user_id):
-        await _reply(message, "Invite links are joined with your own account: log in with "
-                              "/login first, then send the invite link again.")
+    if not await accounts.can_use_own_session(user_id):
+        await _reply(message, LOGIN_FOR_INVITES)
         return
     try:
-        async with app.sessions.use(user_id) as session:
+        async with accounts.own_session(user_id) as session:
             invite = await session.invoke(CheckChatInvite(hash=link.invite_hash))
-            await app.sessions.remember(user_id, session, await peers.learn(session, invite))
+            await accounts.remember(user_id, session, await peers.learn(session, invite))
     except JobError as e:
         await _reply(message, str(e))
         return
@@ -107,10 +106,11 @@ async def _offer_join(client: Client, message, link: LinkRef) -> None:
                               "to its messages.")
         return
     token = secrets.randbelow(1 << 31)
-    app.invites.set(token, (user_id, link.invite_hash, title))
+    accounts.offer_invite(token, (user_id, link.invite_hash, title))
+    sign = client.services.buttons.sign
     markup = types.InlineKeyboardMarkup([[
-        types.InlineKeyboardButton("Join", callback_data=app.sign("join", token, user_id)),
-        types.InlineKeyboardButton("No", callback_data=app.sign("nojoin", token, user_id)),
+        types.InlineKeyboardButton("Join", callback_data=sign("join", token, user_id)),
+        types.InlineKeyboardButton("No", callback_data=sign("nojoin", token, user_id)),
     ]])
     await _reply(message, f"Join «{title}» with your account so I can read it?",
                  reply_markup=markup)
@@ -118,10 +118,10 @@ async def _offer_join(client: Client, message, link: LinkRef) -> None:
 
 @Client.on_callback_query(filters.regex(r"^(join|nojoin):"))
 async def join_button(client: Client, query):
-    app = client.app
+    accounts = client.services.accounts
     user_id = query.from_user.id
-    checked = app.verify(query.data or "", user_id)
-    offer = app.invites.pop(checked[1]) if checked else None
+    checked = client.services.buttons.verify(query.data or "", user_id)
+    offer = accounts.take_invite(checked[1]) if checked else None
     if offer is None or offer[0] != user_id:
         await query.answer("This button has expired. Send the invite link again.",
                            show_alert=True)
@@ -132,9 +132,9 @@ async def join_button(client: Client, query):
         await query.message.edit_text(f"Not joined «{title}».")
         return
     try:
-        async with app.sessions.use(user_id) as session:
+        async with accounts.own_session(user_id) as session:
             joined = await session.invoke(ImportChatInvite(hash=invite_hash))
-            await app.sessions.remember(user_id, session, await peers.learn(session, joined))
+            await accounts.remember(user_id, session, await peers.learn(session, joined))
         text = f"Joined «{title}». Send me links to its messages now."
         if isinstance(joined, ChatInviteJoinResultWebView):
             text = (f"«{title}» asks new members to pass a check first: join it in Telegram, "
@@ -154,8 +154,7 @@ async def join_button(client: Client, query):
 
 
 async def _cap(client: Client, user_id: int) -> int:
-    s = client.app.settings
-    return s.premium_batch_cap if await client.app.db.is_premium(user_id) else s.free_batch_cap
+    return await client.services.jobs.batch_cap(user_id)
 
 
 @Client.on_message(filters.private & filters.command("batch"))
@@ -179,12 +178,12 @@ async def links(client: Client, message):
             await _reply(message, str(e))
         return
     try:
-        await client.app.db.ensure_user(message.from_user.id)
+        await client.services.accounts.ensure_user(message.from_user.id)
         await _submit(client, message, found)
-    except sqlite3.OperationalError:
+    except StorageBusy:
         try:
             await _first_time(client, message)
-        except sqlite3.OperationalError:
+        except StorageBusy:
             pass  # then a restart may fetch it again; the user is asked to resend anyway
         await _reply(message, "I am too busy to queue that right now. Please send it again "
                               "in a minute.")

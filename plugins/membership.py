@@ -7,12 +7,13 @@ never be able to open that chat again (helpers/peers.py)."""
 from pyrogram import Client, raw
 
 from helpers import peers
+from plugins import order
 
 _MEMBERSHIP = (raw.types.UpdateChannel, raw.types.UpdateChannelParticipant,
                raw.types.UpdateChatParticipant, raw.types.UpdateChatParticipants)
 
 
-@Client.on_raw_update(group=-3)
+@Client.on_raw_update(group=order.MEMBERSHIP)
 async def membership(client: Client, update, users, chats):
     if isinstance(update, _MEMBERSHIP):
         await peers.keep(client)

@@ -5,9 +5,9 @@ from pyrogram import Client, enums, filters
 
 @Client.on_message(filters.private & filters.command("memstats"))
 async def memstats(client: Client, message):
-    app = client.app
+    admin = client.services.admin
     if len(message.command) > 1 and message.command[1].lower() == "gc":
-        text = await app.monitor.force_gc()
+        text = await admin.force_gc()
     else:
-        text = app.monitor.memstats_text()
+        text = admin.memstats()
     await message.reply(text, parse_mode=enums.ParseMode.DISABLED)

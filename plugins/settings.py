@@ -1,8 +1,8 @@
 """/settings: a summary with inline buttons, and the one-message prompts those buttons open.
 
 Buttons act only on the settings of the user who pressed them, so their data needs no
-signature. A pending prompt lives in `app.prompts` (bounded, expires); the prompt handler
-runs in group -1 so the answer never reaches the link handler.
+signature. A pending prompt lives in the settings service (bounded, expires); the prompt handler
+runs in group order.PROMPT so the answer never reaches the link handler.
 """
 
 import logging
@@ -16,6 +16,7 @@ from helpers.user_settings import (
     MAX_RULES, SettingsError, add_rules, apply_name, check_caption, check_rename, describe,
     may_post, normalize, parse_rules, parse_target, thumb_file_id,
 )
+from plugins import order
 
 log = logging.getLogger(__name__)
 PLAIN = enums.ParseMode.DISABLED
@@ -58,7 +59,7 @@ def _keyboard(s: dict) -> InlineKeyboardMarkup:
 
 @Client.on_message(filters.private & filters.command("settings"))
 async def show(client: Client, message):
-    s = normalize(await client.app.db.get_settings(message.from_user.id))
+    s = await client.services.settings.load(message.from_user.id)
     await message.reply(describe(s), reply_markup=_keyboard(s), parse_mode=PLAIN)
 
 
@@ -73,15 +74,15 @@ async def _refresh(query, s: dict) -> None:
 
 @Client.on_callback_query(filters.regex(r"^set:"))
 async def button(client: Client, query):
-    app, uid = client.app, query.from_user.id
+    settings, uid = client.services.settings, query.from_user.id
     _, action, arg = (query.data + "::").split(":")[:3]
     if action == "ask" and arg in ASK:
-        app.prompts.set(uid, arg)
+        settings.ask(uid, arg)
         await query.answer()
         await client.send_message(uid, ASK[arg] + "\n/cancel to keep the current value.",
                                   parse_mode=PLAIN)
         return
-    s = normalize(await app.db.get_settings(uid))
+    s = await settings.load(uid)
     if action == "off" and not arg:
         s["caption_off"] = not s["caption_off"]
         note = "Captions off." if s["caption_off"] else "Captions on."
@@ -98,7 +99,7 @@ async def button(client: Client, query):
                            show_alert=True)
         return
     s = normalize(s)
-    await app.db.set_settings(uid, s)
+    await settings.save(uid, s)
     await query.answer(note)
     await _refresh(query, s)
 
@@ -106,7 +107,8 @@ async def button(client: Client, query):
 # ---------------------------------------------------------------------------- prompts
 
 async def _has_prompt(_, client: Client, message) -> bool:
-    return message.from_user is not None and message.from_user.id in client.app.prompts
+    return message.from_user is not None and \
+        client.services.settings.asking(message.from_user.id)
 
 has_prompt = filters.create(_has_prompt)
 
@@ -181,27 +183,27 @@ async def _take(client: Client, message, field: str, s: dict) -> str:
     raise SettingsError("That setting no longer exists; send /settings again.")
 
 
-@Client.on_message(filters.private & has_prompt, group=-1)
+@Client.on_message(filters.private & has_prompt, group=order.PROMPT)
 async def answer_prompt(client: Client, message):
-    app, uid = client.app, message.from_user.id
-    field = app.prompts.get(uid)
+    settings, uid = client.services.settings, message.from_user.id
+    field = settings.prompt(uid)
     text = message.text or ""
     if field is None:
         return  # expired since the filter looked
     if text.startswith("/"):
-        app.prompts.pop(uid)
+        settings.end_prompt(uid)
         if text[1:].lower().split("@")[0].split(maxsplit=1)[:1] == ["cancel"]:
             await message.reply(f"OK, your {LABELS.get(field, 'setting')} stays as it was.")
             message.stop_propagation()
         return  # any other command leaves the prompt and runs as usual
-    s = normalize(await app.db.get_settings(uid))
+    s = await settings.load(uid)
     try:
         reply = await _take(client, message, field, s)
     except SettingsError as e:
         await message.reply(f"{e}\nTry again, or /cancel to keep the current value.",
                             parse_mode=PLAIN)
         message.stop_propagation()
-    await app.db.set_settings(uid, normalize(s))
-    app.prompts.pop(uid)
+    await settings.save(uid, s)
+    settings.end_prompt(uid)
     await message.reply(reply, parse_mode=PLAIN)
     message.stop_propagation()
