@@ -19,8 +19,9 @@ by that one (above 1: faster than what pyrogram loads).
     python -m bench.crypto_floor --part-kib 512 --json
     python -m bench.crypto_floor --so rs=/path/to/tgcrypto.abi3.so   # another build, same run
 
-Units: MB = 1,000,000 bytes; times are CPU time of this thread (time.thread_time), so other
-load on the machine inflates them less than wall time would. Other benches call
+Units: MB = 1,000,000 bytes; times are CPU time of the whole process (time.process_time:
+one build runs CTR on extra threads, which thread time would not see), so other load on the
+machine inflates them less than wall time would. Other benches call
 `floor_ms_per_mb()` for the module pyrogram loads.
 """
 
@@ -178,14 +179,17 @@ def _sha256_only(_impl: Impl, plain: bytes) -> None:
 
 
 def _per_mb(fn: Callable[[], None], nbytes: int, budget_s: float, repeats: int) -> float:
-    """Best of `repeats` runs of ~budget_s CPU each: ms of thread CPU per MB."""
+    """Best of `repeats` runs of ~budget_s CPU each: ms of process CPU per MB."""
     best = float("inf")
+    t0 = time.process_time()
+    while time.process_time() - t0 < budget_s / 2:  # warm-up: caches, page faults, clocks
+        fn()
     for _ in range(repeats):
-        n, t0 = 0, time.thread_time()
+        n, t0 = 0, time.process_time()
         while True:
             fn()
             n += 1
-            spent = time.thread_time() - t0
+            spent = time.process_time() - t0
             if spent >= budget_s:
                 break
         best = min(best, spent * 1000 / (n * nbytes / MB))
