@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from helpers import memory_text
 from helpers.memory_budget import MemoryBudget, Reservation
@@ -38,10 +38,14 @@ __all__ = ["MemoryMonitor", "Operation", "Reservation", "sparkline", "MB"]
 log = logging.getLogger("memory")
 
 
-def _limit(name: str) -> property:
-    """A threshold kept in the shared MemoryLimits, so every part sees a change at once."""
-    return property(lambda self: getattr(self.limits, name),
-                    lambda self, value: setattr(self.limits, name, float(value)))
+def _part(part: str, name: str, *, settable: bool = False) -> property:
+    """The facade's name for an attribute one of its parts owns (read live, never copied)."""
+    def get(self: "MemoryMonitor") -> Any:
+        return getattr(getattr(self, part), name)
+
+    def put(self: "MemoryMonitor", value: Any) -> None:
+        setattr(getattr(self, part), name, value)
+    return property(get, put if settable else None, doc=f"``{part}.{name}``")
 
 
 class MemoryMonitor:
@@ -64,12 +68,19 @@ class MemoryMonitor:
     FAST_CHECK_MAX_S = 15.0
     MEMSTATS_MAX_CHARS = 4000
 
-    limit_mb = _limit("limit_mb")
-    warn_mb = _limit("warn_mb")
-    spike_mb = _limit("spike_mb")
-    critical_ratio = _limit("critical_ratio")
-    trend_window_s = _limit("trend_window_s")
-    leak_mb_per_min = _limit("leak_mb_per_min")
+    # Thresholds live in the shared MemoryLimits, so every part sees a change at once.
+    limit_mb = _part("limits", "limit_mb", settable=True)
+    warn_mb = _part("limits", "warn_mb", settable=True)
+    spike_mb = _part("limits", "spike_mb", settable=True)
+    critical_ratio = _part("limits", "critical_ratio", settable=True)
+    trend_window_s = _part("limits", "trend_window_s", settable=True)
+    leak_mb_per_min = _part("limits", "leak_mb_per_min", settable=True)
+    _rss_reader = _part("readings", "rss_reader", settable=True)  # tests swap the reader
+    spikes = _part("readings", "spikes")
+    gc_runs = _part("relief", "gc_runs")
+    relief_runs = _part("relief", "relief_runs")
+    admission_paused = _part("budget", "paused", settable=True)
+    reserved_mb = _part("budget", "reserved_mb")
 
     def __init__(
         self,
@@ -100,14 +111,6 @@ class MemoryMonitor:
 
     # ------------------------------------------------------------------ readings
 
-    @property
-    def _rss_reader(self) -> Callable[[], int]:
-        return self.readings.rss_reader
-
-    @_rss_reader.setter
-    def _rss_reader(self, reader: Callable[[], int]) -> None:  # tests swap the reader
-        self.readings.rss_reader = reader
-
     def rss_bytes(self) -> int:
         """Current RSS in bytes; also feeds the peak so no reading is wasted."""
         return self.readings.rss_bytes()
@@ -124,26 +127,6 @@ class MemoryMonitor:
     def budget_mb(self) -> float:
         """Ceiling for rss + reservations; above it the relief already kicks in."""
         return self.limits.budget_mb
-
-    @property
-    def spikes(self) -> int:
-        return self.readings.spikes
-
-    @property
-    def gc_runs(self) -> int:
-        return self.relief.gc_runs
-
-    @property
-    def relief_runs(self) -> int:
-        return self.relief.relief_runs
-
-    @property
-    def admission_paused(self) -> bool:
-        return self.budget.paused
-
-    @admission_paused.setter
-    def admission_paused(self, paused: bool) -> None:
-        self.budget.paused = bool(paused)
 
     # ------------------------------------------------------------------ registration
 
@@ -225,10 +208,6 @@ class MemoryMonitor:
     async def admit(self) -> bool:
         """Whether a new job may start; a paused monitor re-reads so resumption is prompt."""
         return await self.budget.admit()
-
-    @property
-    def reserved_mb(self) -> float:
-        return self.budget.reserved_mb
 
     def reservations(self) -> list[Reservation]:
         return self.budget.reservations()
