@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from helpers import tg_text
 from helpers.filenames import safe_filename
@@ -74,26 +74,29 @@ def _check_placeholders(text: str, allowed: Sequence[str]) -> None:
             raise SettingsError(f"Unknown placeholder {{{name}}}. You can use {known}.")
 
 
+def _check_template(text: object, allowed: Sequence[str], *, ask: str, noun: str, limit: int,
+                    size: Callable[[str], int] = len) -> str:
+    """A template the user sent, without control characters, or SettingsError."""
+    if not isinstance(text, str) or not text.strip():
+        raise SettingsError(ask)
+    text = _CONTROL.sub("", text).strip()
+    if size(text) > limit:
+        raise SettingsError(f"That {noun} is too long: at most {limit} characters.")
+    _check_placeholders(text, allowed)
+    return text
+
+
 def check_caption(text: object) -> str:
     """A custom caption template, cleaned, or SettingsError."""
-    if not isinstance(text, str) or not text.strip():
-        raise SettingsError("Send the caption as text.")
-    text = _CONTROL.sub("", text).strip()
-    if _u16(text) > MAX_CAPTION:
-        raise SettingsError(f"That caption is too long: at most {MAX_CAPTION} characters.")
-    _check_placeholders(text, CAPTION_FIELDS)
-    return text
+    return _check_template(text, CAPTION_FIELDS, ask="Send the caption as text.",
+                           noun="caption", limit=MAX_CAPTION, size=_u16)
 
 
 def check_rename(text: object) -> str:
     """A rename pattern, cleaned, or SettingsError. Path tricks are left to safe_filename."""
-    if not isinstance(text, str) or not text.strip():
-        raise SettingsError("Send the name pattern as text, for example: {name} [{n}]")
-    text = _CONTROL.sub("", text).strip()
-    if len(text) > MAX_RENAME:
-        raise SettingsError(f"That pattern is too long: at most {MAX_RENAME} characters.")
-    _check_placeholders(text, NAME_FIELDS)
-    return text
+    return _check_template(text, NAME_FIELDS,
+                           ask="Send the name pattern as text, for example: {name} [{n}]",
+                           noun="pattern", limit=MAX_RENAME)
 
 
 def _check_word(word: object, what: str) -> str:
