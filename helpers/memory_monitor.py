@@ -230,7 +230,8 @@ class MemoryMonitor:
 
     def snapshot(self, operation: str, context: dict | None = None) -> str:
         """Log (one record) and return the tree view of where memory stands right now."""
-        text = memory_text.snapshot_text(self, operation, context)
+        text = memory_text.snapshot_text(self.readings, self.budget, self.relief, operation,
+                                         context)
         log.info(text)
         return text
 
@@ -238,7 +239,8 @@ class MemoryMonitor:
 
     def memstats_text(self) -> str:
         """Body of /memstats; clipped to fit one Telegram message."""
-        return memory_text.memstats_text(self, self.MEMSTATS_MAX_CHARS)
+        return memory_text.memstats_text(self.readings, self.budget, self.relief,
+                                         self.MEMSTATS_MAX_CHARS)
 
     # ------------------------------------------------------------------ periodic task
 

@@ -1,20 +1,20 @@
 """Memory in words: the tree-formatted ``MEMORY SNAPSHOT``, the /memstats body, a sparkline.
 
-Everything here reads the monitor and writes text; nothing here decides or changes anything.
+Everything here reads the monitor's parts and writes text; nothing here decides or changes
+anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 import psutil
 
-from helpers.memory_readings import _format_context, _mb, format_operations
-
-if TYPE_CHECKING:
-    from helpers.memory_monitor import MemoryMonitor
+from helpers.memory_budget import MemoryBudget
+from helpers.memory_readings import MemoryReadings, _format_context, _mb, format_operations
+from helpers.memory_relief import MemoryRelief
 
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 
@@ -22,7 +22,7 @@ SPARK_CHARS = "▁▂▃▄▅▆▇█"
 def sparkline(points: Iterable[Any], width: int = 40) -> str:
     """Text chart that fits in a Telegram message; buckets keep the max so spikes stay visible.
 
-    ``points`` are numbers or ``(ts, value)`` pairs as returned by ``MemoryMonitor.history``.
+    ``points`` are numbers or ``(ts, value)`` pairs as returned by ``history``.
     """
     values = [p[1] if isinstance(p, (tuple, list)) else p for p in points]
     if not values or width <= 0:
@@ -38,13 +38,15 @@ def sparkline(points: Iterable[Any], width: int = 40) -> str:
     return "".join(SPARK_CHARS[round((v - lo) / (hi - lo) * top)] for v in values)
 
 
-def snapshot_text(mon: "MemoryMonitor", operation: str, context: dict | None = None) -> str:
+def snapshot_text(readings: MemoryReadings, budget: MemoryBudget, relief: MemoryRelief,
+                  operation: str, context: dict | None = None) -> str:
     """The tree view of where memory stands right now (one log record, so it stays together)."""
-    rss = mon.rss_bytes()
+    rss = readings.rss_bytes()
+    limits = readings.limits
     rows: list[str] = []
-    rows.append(f"RSS: {_mb(rss):.1f} MB (peak {mon.peak_mb:.1f} MB, warn {mon.warn_mb:.0f} MB, "
-                f"limit {mon.limit_mb:.0f} MB)")
-    vms, threads, fds = mon.readings.process_counts()
+    rows.append(f"RSS: {_mb(rss):.1f} MB (peak {_mb(readings.peak_bytes):.1f} MB, "
+                f"warn {limits.warn_mb:.0f} MB, limit {limits.limit_mb:.0f} MB)")
+    vms, threads, fds = readings.process_counts()
     rows.append(f"VMS: {_mb(vms):.1f} MB" if vms is not None else "VMS: n/a")
     try:
         vm = psutil.virtual_memory()
@@ -58,10 +60,11 @@ def snapshot_text(mon: "MemoryMonitor", operation: str, context: dict | None = N
     except RuntimeError:
         tasks = "no loop"
     rows.append(f"Asyncio tasks: {tasks}")
-    rows.append(f"Reserved: {mon.reserved_mb:.1f} MB in {len(mon.reservations())} reservations")
-    rows.append(f"Admission: {'PAUSED' if mon.admission_paused else 'open'}")
-    rows.append(f"GC: {mon.gc_runs} runs, gen counts {gc.get_count()}")
-    gauges = mon.gauges()
+    rows.append(f"Reserved: {budget.reserved_mb:.1f} MB in {len(budget.reservations())} "
+                "reservations")
+    rows.append(f"Admission: {'PAUSED' if budget.paused else 'open'}")
+    rows.append(f"GC: {relief.gc_runs} runs, gen counts {gc.get_count()}")
+    gauges = readings.gauges()
     if gauges:
         rows.append("Gauges:")
         items = list(gauges.items())
@@ -81,24 +84,25 @@ def snapshot_text(mon: "MemoryMonitor", operation: str, context: dict | None = N
     return "\n".join(lines)
 
 
-def memstats_text(mon: "MemoryMonitor", max_chars: int) -> str:
+def memstats_text(readings: MemoryReadings, budget: MemoryBudget, relief: MemoryRelief,
+                  max_chars: int) -> str:
     """Body of /memstats; clipped to ``max_chars`` so it fits one Telegram message."""
-    sections = [snapshot_text(mon, "memstats")]
-    hist = mon.history(3600)
+    sections = [snapshot_text(readings, budget, relief, "memstats")]
+    hist = readings.history(3600)
     if hist:
         values = [v for _, v in hist]
         sections.append(f"RSS last hour ({min(values):.0f}-{max(values):.0f} MB, "
-                        f"peak {mon.peak_mb:.0f} MB):\n{sparkline(values, 40)}")
+                        f"peak {_mb(readings.peak_bytes):.0f} MB):\n{sparkline(values, 40)}")
     else:
         sections.append("RSS last hour: no readings yet")
-    sections.append(f"Trend: {mon.trend_mb_per_min():+.2f} MB/min")
-    numeric = [(k, v) for k, v in mon.gauges().items() if isinstance(v, (int, float))]
+    sections.append(f"Trend: {readings.trend_mb_per_min():+.2f} MB/min")
+    numeric = [(k, v) for k, v in readings.gauges().items() if isinstance(v, (int, float))]
     numeric.sort(key=lambda kv: kv[1], reverse=True)
     top = [f"  {k}: {v}" for k, v in numeric[:10]]
-    held = sorted(mon.reservations(), key=lambda r: r.mb, reverse=True)[:5]
+    held = sorted(budget.reservations(), key=lambda r: r.mb, reverse=True)[:5]
     top += [f"  reservation {r.name}: {r.mb:.1f} MB" for r in held]
     sections.append("Top consumers:\n" + ("\n".join(top) if top else "  (none registered)"))
-    ops = mon.operations()
+    ops = readings.operations()
     sections.append(f"Last {len(ops)} operations (oldest first):\n{format_operations(ops)}")
     text = "\n\n".join(sections)
     if len(text) > max_chars:
