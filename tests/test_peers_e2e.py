@@ -71,6 +71,8 @@ async def test_cold_user_session_reads_a_private_chat_without_scanning_dialogs(e
     assert env.sim.stats["messages.GetDialogs"] >= 1
 
     # Evicted: the next client starts cold, from the stored session and its kept peers.
+    # The reply comes before the job lets go of the session: wait for that (it raced).
+    await asyncio.wait_for(env.app.queue.wait_idle(), 10)
     assert await env.app.sessions.evict_idle() == 1
     assert not env.app.sessions.is_live(me.id)
     dialogs = env.sim.stats["messages.GetDialogs"]
