@@ -1,4 +1,4 @@
-"""Assets/ cleanup, safe names inside it, and the pruning of old job history.
+"""Assets/ cleanup and the pruning of old job history; names inside it: helpers.filenames.
 
 Each job downloads into Assets/<job_id>/ and the pipeline deletes that folder when the
 job ends. The janitor catches what a crash or a bug left behind, so the disk of a small
@@ -13,77 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import shutil
 import stat
 import time
-import unicodedata
 from pathlib import Path
 from typing import Callable, Iterable
 
+from helpers.filenames import safe_filename
 from helpers.tasks import cancel_and_wait
 
+__all__ = ["Janitor", "safe_filename"]
+
 log = logging.getLogger(__name__)
-
-_MAX_NAME_BYTES = 128
-_MAX_EXT_BYTES = 16
-_WINDOWS_BAD = set('<>:"|?*')
-# Bidi controls let "evil\u202Egpj.exe" display as "evilexe.jpg"; line separators
-# break log lines and captions.
-_INVISIBLE = {
-    "\u061c", "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e",
-    "\u2066", "\u2067", "\u2068", "\u2069", "\u2028", "\u2029", "\ufeff",
-}
-_RESERVED = {"CON", "PRN", "AUX", "NUL", "CLOCK$", "CONIN$", "CONOUT$"}
-_RESERVED |= {f"{p}{d}" for p in ("COM", "LPT") for d in "0123456789¹²³"}
-_DOTS = re.compile(r"\.{2,}")
-
-
-def _clean(name: object, max_bytes: int) -> str:
-    if name is None:
-        return ""
-    text = unicodedata.normalize("NFC", str(name))
-    chars = []
-    for ch in text:
-        if ch in "/\\" or ch in _WINDOWS_BAD:
-            chars.append("_")
-        elif ch in _INVISIBLE or unicodedata.category(ch) in ("Cc", "Cs"):
-            continue  # control chars (NUL, newline, ...) and lone surrogates
-        elif ch.isspace():
-            chars.append(" ")
-        else:
-            chars.append(ch)
-    s = _DOTS.sub(".", "".join(chars))
-    # Leading dots would hide the file (and "." / ".." are paths); trailing dots and
-    # spaces are silently dropped by Windows, which makes names collide.
-    s = s.strip(" .")
-    if not s:
-        return ""
-    if s.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
-        s = "_" + s
-    stem, dot, ext = s.rpartition(".")
-    # The extension must leave room for a stem: with a small max_bytes a negative
-    # budget would slice from the end and return a name longer than the limit.
-    if (dot and stem and 0 < len(ext.encode()) <= _MAX_EXT_BYTES and " " not in ext
-            and len(ext.encode()) + 2 <= max_bytes):
-        ext = "." + ext
-    else:
-        stem, ext = s, ""
-    budget = max_bytes - len(ext.encode())
-    stem = stem.encode()[:budget].decode("utf-8", "ignore").rstrip(" .")
-    if not stem:
-        return ""
-    return stem + ext
-
-
-def safe_filename(name: str | None, fallback: str = "file", max_bytes: int = _MAX_NAME_BYTES) -> str:
-    """A single path component that cannot leave its folder, whatever Telegram sent.
-
-    Keeps the extension when the name must be shortened, so the upload keeps its type.
-    """
-    out = _clean(name, max_bytes) or _clean(fallback, max_bytes) or "file"
-    assert "/" not in out and "\\" not in out and "\x00" not in out and out not in (".", "..")
-    return out
 
 
 def _tree_stat(path: str) -> tuple[float, int]:

@@ -90,6 +90,15 @@ class LoginFlow:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+def _wrong(flow: LoginFlow, limit: int, what: str, again: str) -> LoginReply:
+    """One more wrong answer: the reply that says how many tries are left, or ends the
+    login at ``limit``."""
+    flow.tries += 1
+    if flow.tries >= limit:
+        return LoginReply(f"Too many wrong {what}. Start again with /login.", done=True)
+    return LoginReply(f"{again} ({limit - flow.tries} tries left), or /cancel.")
+
+
 class LoginDesk:
     """Pending logins, at most `capacity`, each dropped after `timeout_s`."""
 
@@ -197,13 +206,8 @@ class LoginDesk:
             flow.step, flow.tries = PASSWORD, 0
             return PROMPTS[PASSWORD]
         except (errors.PhoneCodeInvalid, errors.PhoneCodeEmpty):
-            flow.tries += 1
-            if flow.tries >= MAX_CODE_TRIES:
-                raise LoginReply("Too many wrong codes. Start again with /login.",
-                                 done=True) from None
-            raise LoginReply("That code is wrong. Check the code Telegram sent you and try "
-                             f"again ({MAX_CODE_TRIES - flow.tries} tries left), or /cancel."
-                             ) from None
+            raise _wrong(flow, MAX_CODE_TRIES, "codes", "That code is wrong. Check the code "
+                         "Telegram sent you and try again") from None
         except errors.PhoneCodeExpired:
             raise LoginReply("That code has expired (or was sent unchanged in a chat, which "
                              "cancels it). Send /login to get a new one.", done=True) from None
@@ -220,13 +224,8 @@ class LoginDesk:
         try:
             await flow.client.check_password(text)
         except errors.PasswordHashInvalid:
-            flow.tries += 1
-            if flow.tries >= MAX_PASSWORD_TRIES:
-                raise LoginReply("Too many wrong passwords. Start again with /login.",
-                                 done=True) from None
-            raise LoginReply("That password is wrong. Try again "
-                             f"({MAX_PASSWORD_TRIES - flow.tries} tries left), or /cancel."
-                             ) from None
+            raise _wrong(flow, MAX_PASSWORD_TRIES, "passwords",
+                         "That password is wrong. Try again") from None
         return await self._finish(flow)
 
     async def _finish(self, flow: LoginFlow) -> str:

@@ -1,11 +1,10 @@
-"""Priority queue of download jobs: caps, per-user limits, cancel, persisted.
+"""Priority queue of download jobs: submit, cancel, the workers, and how each job ends.
 
 The database is the source of truth: a job exists once its row is committed, and a
-restart resumes whatever was queued or cut off while running. In memory the queue keeps
-only slim ``(tier, job_id, user_id)`` tuples in a heap capped at ``max_queue``; the heap
-is always the best prefix of the queued rows in the DB (premium first, then oldest), so
-popping it is correct even when the DB holds more than fits, and it is refilled from the
-DB as room frees.
+restart resumes whatever was queued or cut off while running. The policy in memory (tiers,
+caps, the heap of waiting jobs and their places) is ``helpers.queue_policy``; the queue's
+scans over its rows are ``helpers.queue_store``; how a failure is worded is
+``helpers.job_outcomes``. Their public names are importable from here too.
 
 Every job ends exactly once: ``Database.set_status`` refuses to leave a final state,
 and counters and notifications follow only a transition that actually happened.
@@ -15,61 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import logging
-from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from helpers import queue_store
 from helpers.database import Database
+from helpers.job_outcomes import (JobError, failure_notice, failure_reason, failure_text,
+                                  mark_told)
+from helpers.queue_policy import (FREE, PREMIUM, JobHeap, QueueFull, SubmitRefused,
+                                  SubmitResult, UserLimit, fit, tier_of)
+
+__all__ = ["FREE", "PREMIUM", "JobError", "QueueFull", "QueueManager", "SubmitRefused",
+           "SubmitResult", "UserLimit", "failure_text", "mark_told"]
 
 log = logging.getLogger(__name__)
 
-PREMIUM, FREE = 0, 1  # heap order: lower tier value runs first
-
 _ADMISSION_RETRY_S = 1.0
 _NOTIFY_TIMEOUT_S = 15.0  # a stuck notification must not hold a worker forever
-_CANCEL_PAGE = 100
-
-
-class JobError(Exception):
-    """An expected failure (bad link, file gone, ...); its text is shown to the user."""
-
-
-def failure_text(job_id: int, exc: BaseException) -> str:
-    """The one notice of a failed job, whoever shows it (the runner's progress message or
-    the queue's own message)."""
-    if isinstance(exc, JobError):
-        return f"Job #{job_id} failed: {str(exc) or 'failed'}"
-    return f"Job #{job_id} failed: an internal error occurred."
-
-
-def mark_told(exc: BaseException) -> None:
-    """The runner has shown the user this failure: the queue must not say it again."""
-    try:
-        exc.user_told = True
-    except AttributeError:  # an exception type without a __dict__: the queue says it
-        pass
-
-
-class SubmitRefused(Exception):
-    """Nothing of a submission fits; the text is a reply for the user."""
-
-
-class QueueFull(SubmitRefused):
-    pass
-
-
-class UserLimit(SubmitRefused):
-    pass
-
-
-@dataclass(frozen=True)
-class SubmitResult:
-    """accepted: (job_id, 1-based queue position); refused/reason cover what did not fit."""
-
-    accepted: list[tuple[int, int]]
-    refused: int
-    reason: str | None
 
 
 class _Active:
@@ -114,9 +75,7 @@ class QueueManager:
         # One condition: its lock guards the heap, the active map and the check-then-insert
         # of submit; workers sleep on it, so there is no polling for work.
         self._cond = asyncio.Condition()
-        self._heap: list[tuple[int, int, int]] = []
-        self._queued: dict[int, tuple[int, int, int]] = {}  # job_id -> heap item
-        self._overflow = 0  # queued rows in the DB that are not in the heap
+        self._jobs = JobHeap(self.max_queue)  # waiting, best first; the rest spill to the DB
         self._active: dict[int, _Active] = {}
         self._paused_by: set[int] = set()
         self._workers: list[asyncio.Task] = []
@@ -130,7 +89,7 @@ class QueueManager:
 
     @property
     def waiting(self) -> int:
-        return len(self._heap) + self._overflow
+        return self._jobs.waiting
 
     @property
     def running(self) -> int:
@@ -147,10 +106,7 @@ class QueueManager:
 
     def position(self, job_id: int) -> int | None:
         """1-based place in the combined queue; None when not waiting in memory."""
-        item = self._queued.get(int(job_id))
-        if item is None:
-            return None
-        return 1 + sum(1 for other in self._heap if other < item)
+        return self._jobs.position(job_id)
 
     def active_job_ids(self) -> list[int]:
         """Jobs being worked on (for the janitor: their folders are not orphans)."""
@@ -172,7 +128,7 @@ class QueueManager:
         """Running then waiting jobs, best first, for the status page."""
         rows = [{"job": e.job_id, "user_id": e.user_id, "state": "running"}
                 for e in list(self._active.values())[:limit]]
-        for tier, job_id, user_id in heapq.nsmallest(max(0, limit - len(rows)), self._heap):
+        for tier, job_id, user_id in self._jobs.best(limit - len(rows)):
             rows.append({"job": job_id, "user_id": user_id,
                          "state": "waiting (premium)" if tier == PREMIUM else "waiting"})
         return rows
@@ -180,8 +136,8 @@ class QueueManager:
     def snapshot(self) -> dict:
         return {
             "waiting": self.waiting,
-            "in_memory": len(self._heap),
-            "overflow": self._overflow,
+            "in_memory": len(self._jobs),
+            "overflow": self._jobs.spilled,
             "running": self.running,
             "paused": self.paused,
             "stopping": self._stopping,
@@ -195,39 +151,10 @@ class QueueManager:
 
     # ------------------------------------------------------------------ heap (lock held)
 
-    def _push(self, item: tuple[int, int, int]) -> None:
-        """Keeps the heap the best prefix of the DB: when full the worst spills to the DB."""
-        if self._overflow and self._heap and item > max(self._heap):
-            self._overflow += 1  # worse than everything in memory: it waits in the DB
-            return
-        heapq.heappush(self._heap, item)
-        self._queued[item[1]] = item
-        if len(self._heap) > self.max_queue:
-            worst = max(self._heap)
-            self._remove(worst)
-            self._overflow += 1
-
-    def _remove(self, item: tuple[int, int, int]) -> None:
-        self._heap.remove(item)
-        heapq.heapify(self._heap)
-        self._queued.pop(item[1], None)
-
     async def _refill(self) -> None:
         """Rebuild the heap from the DB order; only needed while some rows spilled over."""
-        heap: list[tuple[int, int, int]] = []
-        extra = 0
-        async with contextlib.aclosing(self.db.iter_jobs_with_status("queued")) as rows:
-            async for row in rows:
-                if row["id"] in self._active:  # popped, not yet marked running
-                    continue
-                if len(heap) < self.max_queue:
-                    heap.append((PREMIUM if row["premium"] else FREE, row["id"], row["user_id"]))
-                else:
-                    extra += 1  # counted, not kept: memory stays bounded
-        heapq.heapify(heap)
-        self._heap = heap
-        self._queued = {item[1]: item for item in heap}
-        self._overflow = extra
+        # Jobs in _active were popped but are not yet marked running.
+        self._jobs.load(*await queue_store.best_queued(self.db, self.max_queue, self._active))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -250,14 +177,7 @@ class QueueManager:
 
     async def _drop_crash_loops(self) -> None:
         """A job that was running at each of the last crashes may be what crashes us."""
-        dropped: list[tuple[int, int, int]] = []
-        async with contextlib.aclosing(self.db.iter_jobs_with_status("queued")) as rows:
-            async for row in rows:
-                if row["attempts"] >= self.max_attempts:
-                    dropped.append((row["id"], row["user_id"], row["attempts"]))
-                    if len(dropped) >= 1000:
-                        break  # bounded; the rest are caught at the next start
-        for job_id, user_id, attempts in dropped:
+        for job_id, user_id, attempts in await queue_store.crash_loops(self.db, self.max_attempts):
             reason = f"interrupted {attempts} times, given up"
             if await self.db.set_status(job_id, "failed", reason):
                 self.failed_count += 1
@@ -288,7 +208,7 @@ class QueueManager:
         """Until nothing waits and nothing runs (tests, graceful drains)."""
         async with self._cond:
             await self._cond.wait_for(
-                lambda: not self._heap and not self._overflow and not self._active
+                lambda: not self._jobs.waiting and not self._active
             )
 
     # ------------------------------------------------------------------ submit / cancel
@@ -304,36 +224,24 @@ class QueueManager:
         if not refs:
             return SubmitResult([], 0, None)
         async with self._cond:
-            if self._overflow:
+            if self._jobs.spilled:
                 await self._refill()
-            waiting = await self.db.count_waiting()
-            active = await self.db.count_user_active(user_id)
-            room_queue = max(0, self.max_queue - waiting)
-            room_user = max(0, self.max_per_user - active)
-            n = min(len(refs), room_queue, room_user)
-            if room_user <= room_queue:
-                reason = (f"You can have at most {self.max_per_user} jobs at a time "
-                          f"({active} in progress). Wait for them to finish or /cancel.")
-                exc: type[SubmitRefused] = UserLimit
-            else:
-                reason = (f"The queue is full ({self.max_queue} jobs waiting). "
-                          "Please try again in a few minutes.")
-                exc = QueueFull
+            n, refusal = fit(len(refs), waiting=await self.db.count_waiting(),
+                             user_active=await self.db.count_user_active(user_id),
+                             max_queue=self.max_queue, max_per_user=self.max_per_user)
             if n == 0:
-                raise exc(reason)
+                raise refusal
             ids = await self.db.add_jobs(
                 [(user_id, chat_ref, msg_id, topic_id, bool(premium))
                  for chat_ref, msg_id, topic_id in refs[:n]], source=source
             )
-            tier = PREMIUM if premium else FREE
+            tier = tier_of(premium)
             for job_id in ids:
-                self._push((tier, job_id, int(user_id)))
-            order = sorted(self._heap)
-            rank = {item[1]: i + 1 for i, item in enumerate(order)}
-            accepted = [(job_id, rank.get(job_id, len(order) + 1)) for job_id in ids]
+                self._jobs.push((tier, job_id, int(user_id)))
+            accepted = self._jobs.positions(ids)
             self._cond.notify_all()
         refused = len(refs) - n
-        return SubmitResult(accepted, refused, reason if refused else None)
+        return SubmitResult(accepted, refused, str(refusal) if refused else None)
 
     async def cancel(self, user_id: int, job_id: int | None = None, wait: float = 1.5) -> int:
         """Cancel the user's own queued and running jobs (one, or all when job_id is None).
@@ -353,14 +261,17 @@ class QueueManager:
                             entry.task.cancel()
                         count += 1
                     signalled.append(entry)
-            for item in [i for i in self._heap if i[2] == user_id and job_id in (None, i[1])]:
-                self._remove(item)
+            for item in self._jobs.of_user(user_id, job_id):
+                self._jobs.remove(item)
                 if await self.db.set_status(item[1], "cancelled", "cancelled by user"):
                     self.cancelled_count += 1
                     count += 1
             # Rows that spilled over to the DB: they are not in the heap.
-            if self._overflow:
-                count += await self._cancel_in_db(user_id, job_id)
+            if self._jobs.spilled:
+                ended = await queue_store.cancel_queued(self.db, user_id, job_id, self._active)
+                self.cancelled_count += ended
+                self._jobs.spilled = max(0, self._jobs.spilled - ended)
+                count += ended
             self._cond.notify_all()
         if signalled and wait > 0:
             with contextlib.suppress(TimeoutError):
@@ -368,22 +279,6 @@ class QueueManager:
                     for entry in signalled:
                         await entry.finished.wait()
         return count
-
-    async def _cancel_in_db(self, user_id: int, job_id: int | None) -> int:
-        count = 0
-        seen: set[int] = set()
-        while True:
-            rows = await self.db.jobs_of_user(user_id, "queued", limit=_CANCEL_PAGE)
-            rows = [r for r in rows if r["id"] not in self._active and r["id"] not in seen
-                    and job_id in (None, r["id"])]
-            if not rows:
-                return count
-            for row in rows:
-                seen.add(row["id"])
-                if await self.db.set_status(row["id"], "cancelled", "cancelled by user"):
-                    self.cancelled_count += 1
-                    self._overflow = max(0, self._overflow - 1)
-                    count += 1
 
     # ------------------------------------------------------------------ workers
 
@@ -404,11 +299,9 @@ class QueueManager:
 
     async def _take(self, index: int) -> _Active | None:
         async with self._cond:
-            if not self._heap and not self._overflow:
+            if not self._jobs.waiting:
                 self._paused_by.discard(index)  # idle is not paused
-            await self._cond.wait_for(
-                lambda: self._stopping or bool(self._heap) or self._overflow > 0
-            )
+            await self._cond.wait_for(lambda: self._stopping or self._jobs.waiting > 0)
         if self._stopping:
             return None
         if not await self._admitted():
@@ -419,12 +312,11 @@ class QueueManager:
         async with self._cond:
             if self._stopping:
                 return None
-            if self._overflow and len(self._heap) <= self.max_queue // 2:
+            if self._jobs.spilled and len(self._jobs) <= self.max_queue // 2:
                 await self._refill()
-            if not self._heap:
+            if not len(self._jobs):
                 return None
-            _, job_id, user_id = heapq.heappop(self._heap)
-            self._queued.pop(job_id, None)
+            _, job_id, user_id = self._jobs.pop()
             entry = self._active[job_id] = _Active(job_id, user_id)
             return entry
 
@@ -489,15 +381,13 @@ class QueueManager:
                 await self._finish(entry, "failed", "interrupted")
             return
         exc = task.exception()
-        told = bool(getattr(exc, "user_told", False))
         if exc is None:
             await self._finish(entry, "done")
-        elif isinstance(exc, JobError):
-            await self._finish(entry, "failed", str(exc) or "failed", told=told)
-        else:
+            return
+        if not isinstance(exc, JobError):
             log.error("queue: job #%d crashed", job_id, exc_info=exc)
-            await self._finish(entry, "failed", f"internal error ({type(exc).__name__})",
-                               told=told)
+        await self._finish(entry, "failed", failure_reason(exc),
+                           told=bool(getattr(exc, "user_told", False)))
 
     async def _finish(self, entry: _Active, status: str, error: str | None = None,
                       told: bool = False) -> None:
@@ -511,11 +401,7 @@ class QueueManager:
             self.failed_count += 1
             if told:
                 return  # one notice per outcome: the runner's edit said it
-            if error and error.startswith("internal error"):
-                text = f"Job #{entry.job_id} failed: an internal error occurred."
-            else:
-                text = f"Job #{entry.job_id} failed: {error}"
-            await self._tell(entry.user_id, text)
+            await self._tell(entry.user_id, failure_notice(entry.job_id, error or ""))
 
     async def _tell(self, user_id: int, text: str) -> None:
         if self._notify is None:

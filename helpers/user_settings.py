@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from helpers import tg_text
-from helpers.janitor import safe_filename
+from helpers.filenames import safe_filename
+from helpers.text_edits import PLACEHOLDER, fill, rewrite, rule_edits
 
 __all__ = [
     "MAX_CAPTION", "MAX_RULES", "MAX_WORD", "MAX_RENAME", "DEFAULTS", "SettingsError",
@@ -54,7 +55,6 @@ DEFAULTS: dict[str, Any] = {
     "target": None,        # {"chat": int | str, "topic": int | None, "title": str}
 }
 
-_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -68,32 +68,35 @@ _u16 = tg_text.u16len
 
 
 def _check_placeholders(text: str, allowed: Sequence[str]) -> None:
-    for name in _PLACEHOLDER.findall(text):
+    for name in PLACEHOLDER.findall(text):
         if name not in allowed:
             known = ", ".join("{" + a + "}" for a in allowed)
             raise SettingsError(f"Unknown placeholder {{{name}}}. You can use {known}.")
 
 
+def _check_template(text: object, allowed: Sequence[str], *, ask: str, noun: str, limit: int,
+                    size: Callable[[str], int] = len) -> str:
+    """A template the user sent, without control characters, or SettingsError."""
+    if not isinstance(text, str) or not text.strip():
+        raise SettingsError(ask)
+    text = _CONTROL.sub("", text).strip()
+    if size(text) > limit:
+        raise SettingsError(f"That {noun} is too long: at most {limit} characters.")
+    _check_placeholders(text, allowed)
+    return text
+
+
 def check_caption(text: object) -> str:
     """A custom caption template, cleaned, or SettingsError."""
-    if not isinstance(text, str) or not text.strip():
-        raise SettingsError("Send the caption as text.")
-    text = _CONTROL.sub("", text).strip()
-    if _u16(text) > MAX_CAPTION:
-        raise SettingsError(f"That caption is too long: at most {MAX_CAPTION} characters.")
-    _check_placeholders(text, CAPTION_FIELDS)
-    return text
+    return _check_template(text, CAPTION_FIELDS, ask="Send the caption as text.",
+                           noun="caption", limit=MAX_CAPTION, size=_u16)
 
 
 def check_rename(text: object) -> str:
     """A rename pattern, cleaned, or SettingsError. Path tricks are left to safe_filename."""
-    if not isinstance(text, str) or not text.strip():
-        raise SettingsError("Send the name pattern as text, for example: {name} [{n}]")
-    text = _CONTROL.sub("", text).strip()
-    if len(text) > MAX_RENAME:
-        raise SettingsError(f"That pattern is too long: at most {MAX_RENAME} characters.")
-    _check_placeholders(text, NAME_FIELDS)
-    return text
+    return _check_template(text, NAME_FIELDS,
+                           ask="Send the name pattern as text, for example: {name} [{n}]",
+                           noun="pattern", limit=MAX_RENAME)
 
 
 def _check_word(word: object, what: str) -> str:
@@ -209,91 +212,6 @@ def normalize(settings: object) -> dict:
     return s
 
 
-# ---------------------------------------------------------------------------- text edits
-
-_with = tg_text.moved
-_clip = tg_text.clip
-_resizable = tg_text.resizable
-
-
-def _move(entity: Any, moves: list[tuple[int, int, int]]) -> Any | None:
-    """Follow one entity through edits (old start, old end, new length) in UTF-16 units."""
-    start, end = entity.offset, entity.offset + entity.length
-    new_start, new_end = start, end
-    for a, b, n in moves:
-        delta = n - (b - a)
-        if b <= start:
-            new_start += delta
-            new_end += delta
-        elif a >= end:
-            continue
-        elif start <= a and b <= end and _resizable(entity):
-            new_end += delta
-        else:
-            return None  # the edit cuts across it
-    if new_end <= new_start:
-        return None
-    return entity if (new_start, new_end) == (start, end) else _with(entity, new_start,
-                                                                       new_end - new_start)
-
-
-def _rule_edits(text: str, rules: Sequence[Sequence[str]]) -> list[tuple[int, int, str]]:
-    """(start, end, new) for every rule match, in one pass over the original text.
-
-    One pass, longest word first: a replacement is never matched again, and "foobar" wins
-    over "foo". A deleted word takes one neighbouring space with it, so no double space is left.
-    """
-    if not rules or not text:
-        return []
-    ordered = sorted(rules, key=lambda r: -len(r[0]))
-    pattern = re.compile("|".join(f"({re.escape(old)})" for old, _ in ordered), re.IGNORECASE)
-    edits = []
-    for m in pattern.finditer(text):
-        new = ordered[m.lastindex - 1][1]
-        start, end = m.span()
-        if not new:
-            before = text[start - 1] if start > 0 else ""
-            after = text[end] if end < len(text) else ""
-            if after == " " and (not before or before.isspace()):
-                end += 1  # "a SPAM b" -> "a b"; "SPAM b" -> "b"
-            elif before == " " and (not after or after in ".,;:!?"):
-                start -= 1  # "a SPAM" -> "a"; "a SPAM." -> "a."
-        edits.append((start, end, new))
-    return edits
-
-
-def _rewrite(text: str, entities: list, edits: list[tuple[int, int, str]]) -> tuple[str, list]:
-    if not edits:
-        return text, entities
-    parts, moves, pos, pos16 = [], [], 0, 0
-    for start, end, new in edits:
-        a = pos16 + _u16(text[pos:start])
-        b = a + _u16(text[start:end])
-        parts += [text[pos:start], new]
-        moves.append((a, b, _u16(new)))
-        pos, pos16 = end, b
-    parts.append(text[pos:])
-    moved = (_move(e, moves) for e in entities)
-    return "".join(parts), [e for e in moved if e is not None]
-
-
-def _fill(template: str, values: dict[str, tuple[str, list]]) -> tuple[str, list]:
-    """Substitute {field}s in one pass, so a value that contains "{caption}" stays literal."""
-    parts, entities, pos16, pos = [], [], 0, 0
-    for m in _PLACEHOLDER.finditer(template):
-        if m[1] not in values:
-            continue
-        literal = template[pos:m.start()]
-        value, value_entities = values[m[1]]
-        pos16 += _u16(literal)
-        entities += [_with(e, e.offset + pos16, e.length) for e in value_entities]
-        parts += [literal, value]
-        pos16 += _u16(value)
-        pos = m.end()
-    parts.append(template[pos:])
-    return "".join(parts), entities
-
-
 # ---------------------------------------------------------------------------- applying
 
 def apply_caption(settings: object, caption: str | None, entities: list | None, *,
@@ -304,10 +222,10 @@ def apply_caption(settings: object, caption: str | None, entities: list | None, 
     if s["caption_off"]:
         return "", None
     text = caption if isinstance(caption, str) else ""
-    ents = _clip(entities, _u16(text))
-    text, ents = _rewrite(text, ents, _rule_edits(text, s["replace"]))
+    ents = tg_text.clip(entities, _u16(text))
+    text, ents = rewrite(text, ents, rule_edits(text, s["replace"]))
     if s["caption"] is not None:
-        text, ents = _fill(s["caption"], {"caption": (text, ents),
+        text, ents = fill(s["caption"], {"caption": (text, ents),
                                           "filename": (file_name or "", [])})
     text, ents = tg_text.truncate(text, ents, limit)
     ents.sort(key=lambda e: (e.offset, -e.length))
@@ -326,14 +244,14 @@ def apply_name(settings: object, file_name: str | None, *, n: int = 1) -> str:
     s = normalize(settings)
     original = file_name if isinstance(file_name, str) else ""
     stem, ext = _split_ext(original)
-    replaced, _ = _rewrite(stem, [], _rule_edits(stem, s["replace"]))
+    replaced, _ = rewrite(stem, [], rule_edits(stem, s["replace"]))
     stem = replaced if replaced.strip(" ._") else stem  # rules may not erase the whole name
     pattern = s["rename"]
     if pattern is None:
         name = f"{stem}.{ext}" if ext else stem
     else:
         values = {"name": (stem, []), "ext": (ext, []), "n": (str(int(n)), [])}
-        name, _ = _fill(pattern, values)
+        name, _ = fill(pattern, values)
         if "{ext}" not in pattern and ext:
             name = f"{name}.{ext}"
     return safe_filename(name, fallback=safe_filename(original))

@@ -149,8 +149,8 @@ async def test_critical_runs_actions_in_order_then_pauses_and_resumes(caplog):
     mon.check()
     rss.mb = 190  # >= 180 critical, relief drops only 10 MB: stays above warn
     mon.check()
-    assert mon._relief_task is not None
-    await mon._relief_task
+    assert mon.relief.task is not None
+    await mon.relief.task
     assert calls == ["trim caches", "evict idle sessions"]
     assert mon.admission_paused is True
     assert await mon.admit() is False
@@ -161,7 +161,7 @@ async def test_critical_runs_actions_in_order_then_pauses_and_resumes(caplog):
     # second critical reading within 30 s: no new relief
     clock.t += 5
     mon.check()
-    assert mon._relief_task.done() and calls == ["trim caches", "evict idle sessions"]
+    assert mon.relief.task.done() and calls == ["trim caches", "evict idle sessions"]
 
     rss.mb = 120
     assert await mon.admit() is True
@@ -305,7 +305,7 @@ def test_history_is_bounded_and_windowed():
     assert hist[0][0] >= clock.t - 3600
     assert len(mon.history(60)) <= 13
     assert mon.peak_mb == pytest.approx(109.0)
-    assert len(mon._trend) <= MemoryMonitor.TREND_KEPT
+    assert len(mon.readings.trend) <= MemoryMonitor.TREND_KEPT
 
 
 def test_sparkline():
