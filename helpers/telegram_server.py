@@ -19,15 +19,27 @@ from pyrogram.storage import SQLiteStorage
 
 
 def install_server_key(pem_path: str | Path) -> int:
-    """Trust the server's public key; returns its fingerprint. Idempotent. The simulator's
-    key helpers load only here, when a self-hosted server is configured: against Telegram
-    the product never imports tgsim."""
-    from tgsim.crypto import load_public_pem, rsa_fingerprint
+    """Trust the server's public key; returns its fingerprint. Idempotent. The key is read
+    with `cryptography` and fingerprinted here, so the product never imports tgsim, not even
+    against a self-hosted server (a bench's bot would otherwise carry the simulator)."""
+    from cryptography.hazmat.primitives import serialization
 
-    n, e = load_public_pem(Path(pem_path).read_bytes())
-    fingerprint = rsa_fingerprint(n, e)
+    numbers = serialization.load_pem_public_key(Path(pem_path).read_bytes()).public_numbers()
+    n, e = numbers.n, numbers.e
+    fingerprint = _fingerprint(n, e)
     rsa.server_public_keys[fingerprint] = rsa.PublicKey(m=n, e=e)
     return fingerprint
+
+
+def _fingerprint(n: int, e: int) -> int:
+    """Lower 64 bits of SHA1 over the TL-serialised key (n, e as bytes), a signed long: how
+    the client picks the key the server names (core.telegram.org/mtproto/auth_key)."""
+    from hashlib import sha1
+
+    from pyrogram.raw.core.primitives import Bytes
+
+    serialised = b"".join(Bytes(v.to_bytes((v.bit_length() + 7) // 8, "big")) for v in (n, e))
+    return int.from_bytes(sha1(serialised).digest()[-8:], "little", signed=True)
 
 
 MAIN_DC = 2  # where the library starts a new session (client.py load_session)
