@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -52,6 +51,7 @@ from harness.files import (  # noqa: E402
     FREE_UPLOAD_LIMIT, MB, MIB, file_digest, write_random_hashed)
 from harness.loadrig import Harness  # noqa: E402
 from harness.rss import rss_by_kind, slope  # noqa: E402
+from harness.runs import run_in  # noqa: E402
 from harness.simusers import SimUser  # noqa: E402
 
 GOAL_SESSION_MIB = 3.0
@@ -443,27 +443,15 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="memory_profile_", dir=base))
     result: dict = {}
 
-    async def run() -> None:
-        task = asyncio.current_task()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    async def run(work: Path) -> int:
         await profile(a, work, result)
-
-    try:
-        asyncio.run(run())
         return 0 if report(a, result) else 1
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - one line, whatever broke (an RPC error too)
-        print(f"FAIL: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    finally:
+
+    def drop_store() -> None:
         if a.tgsim_store:
             shutil.rmtree(a.tgsim_store, ignore_errors=True)
-        if a.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+
+    return run_in(work, run, keep=a.keep, cleanup=drop_store)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import contextlib
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from harness.files import FREE_UPLOAD_LIMIT, MB, MIB, write_random  # noqa: E402
 from harness.files import file_digest as sha256_file  # noqa: E402
 from harness.ports import tgsim_port_args  # noqa: E402,F401 - bench/transfer_speed.py's
 from harness.rss import RssSampler  # noqa: E402
+from harness.runs import enough_disk, run_in  # noqa: E402
 from harness.signin import API_HASH, API_ID, sign_in  # noqa: E402,F401
 from harness.simserver import TgsimProcess  # noqa: E402
 
@@ -59,10 +59,8 @@ async def run(args: argparse.Namespace, work: Path, result: dict) -> None:
     src = work / "upload.bin"
     dst = work / "download.bin"
 
-    # SIGTERM cancels the run, as asyncio.run does on Ctrl-C, so every finally block runs
     loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    task = asyncio.current_task()  # run_in's: SIGTERM cancels it, as Ctrl-C does
 
     def tgsim_gone() -> None:  # the client would only keep reconnecting: stop the run
         result["tgsim_died"] = True
@@ -189,30 +187,25 @@ def main(argv: list[str] | None = None) -> int:
                      f"account may upload; pyrogram and tgsim both refuse it")
 
     base = Path(args.dir or tempfile.gettempdir())
-    need = 3 * size + 256 * MIB  # source, server copy (parts, then the joined file), download
-    free = shutil.disk_usage(base).free
-    if free < need:
-        print(f"not enough space in {base}: {free / MIB:.0f} MiB free, "
-              f"{need / MIB:.0f} MiB needed", file=sys.stderr)
+    # source, server copy (parts, then the joined file), download
+    if not enough_disk(base, 3 * size + 256 * MIB):
         return 2
     work = Path(tempfile.mkdtemp(prefix="tgsim_2gb_", dir=base))
-    print(f"work dir {work} ({free / 2**30:.1f} GiB free)", flush=True)
+    print(f"work dir {work} ({shutil.disk_usage(base).free / 2**30:.1f} GiB free)", flush=True)
 
     result: dict = {}
-    try:
-        asyncio.run(run(args, work, result))
+
+    async def body(work: Path) -> int:
+        await run(args, work, result)
         return 0 if report(args, result) else 1
-    except (KeyboardInterrupt, asyncio.CancelledError):
+
+    def tgsim_died() -> int | None:
         if result.get("tgsim_died"):
             print("FAIL: tgsim exited during the run", file=sys.stderr)
             return 1
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        return None
+
+    return run_in(work, body, keep=args.keep, interrupted=tgsim_died)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import signal
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,6 +18,7 @@ from harness.chats import link
 from harness.files import FREE_UPLOAD_LIMIT, MB, MIB, file_digest, write_random_hashed
 from harness.loadrig import Harness
 from harness.rss import slope
+from harness.runs import enough_disk, run_in
 from harness.simusers import SimUser
 
 __all__ = ["FREE_UPLOAD_LIMIT", "MB", "LoadArgs", "run_load"]
@@ -144,29 +142,7 @@ def run_load(a: LoadArgs) -> int:
     base = Path(a.dir or tempfile.gettempdir())
     # source posted (parts, then joined), the bot's files in flight (+ their parts on tgsim),
     # every delivery tgsim keeps, one verification download
-    need = size * (4 + 2 * a.concurrency + a.users * a.jobs) + 256 * MIB
-    free = shutil.disk_usage(base).free
-    if free < need:
-        print(f"not enough disk in {base}: {free / MB:.0f} MB free, about {need / MB:.0f} MB "
-              f"needed", file=sys.stderr)
+    if not enough_disk(base, size * (4 + 2 * a.concurrency + a.users * a.jobs) + 256 * MIB):
         return 2
     work = Path(tempfile.mkdtemp(prefix="bot-load-", dir=base))
-
-    async def main() -> int:
-        task = asyncio.current_task()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await rehearse_load(a, work)
-
-    try:
-        return asyncio.run(main())
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - one line, whatever broke (an RPC error too)
-        print(f"rehearsal failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    finally:
-        if a.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    return run_in(work, lambda w: rehearse_load(a, w), keep=a.keep, failed="rehearsal failed")
