@@ -1,8 +1,8 @@
 """Load: many users each sending several links within seconds, against the real bot process.
 
 tgsim runs in this process; the bot runs as `python -m bot` in its own (harness/botprocess.py),
-so the RSS sampled with psutil is the bot's alone. Each user sends --links messages with one link each, as fast
-as the client allows. The queue cap refuses what does not fit, and every refusal must come
+so the RSS sampled with psutil is the bot's alone. Each user sends --links messages with one
+link each, as fast as the client allows. The queue cap refuses what does not fit, and every refusal must come
 with a clear reply; every accepted job must finish; an admin asks /memstats once a second
 throughout and the reply time is recorded.
 
