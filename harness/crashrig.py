@@ -25,6 +25,7 @@ from harness.processes import ROOT, bot_environment
 _JOB_RE = re.compile(r"Job #(\d+)")
 _STARTED = "MEMORY SNAPSHOT [startup]"
 
+# Summed over every verdict of a run; tests/test_crash_e2e.py prints them at its end.
 TOTALS = {"accepted": 0, "finished": 0, "failed_told": 0, "lost": 0,
           "duplicates_without_notice": 0}
 
