@@ -16,13 +16,12 @@ from pyrogram import filters
 
 from helpers.secrets import SessionCipher, generate_key
 from harness.processes import bot_environment
-from harness.botenv import wait_until
+from harness.botenv import READER, wait_until
 from harness.files import file_digest, write_random
 from harness.ports import free_port
 from harness.signin import API_HASH, API_ID
 
 ROOT = Path(__file__).resolve().parent.parent
-READER = "Downloader bot reader"
 
 
 async def test_sigterm_mid_transfer_exits_zero_and_resumes(sim, clients, phone, tmp_path):
