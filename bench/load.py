@@ -1,8 +1,8 @@
 """Load: many users each sending several links within seconds, against the real bot process.
 
-tgsim runs in this process; the bot runs as `python -m bot` in its own, so the RSS sampled
-with psutil is the bot's alone. Each user sends --links messages with one link each, as fast
-as the client allows. The queue cap refuses what does not fit, and every refusal must come
+tgsim runs in this process; the bot runs as `python -m bot` in its own (harness/botprocess.py),
+so the RSS sampled with psutil is the bot's alone. Each user sends --links messages with one
+link each, as fast as the client allows. The queue cap refuses what does not fit, and every refusal must come
 with a clear reply; every accepted job must finish; an admin asks /memstats once a second
 throughout and the reply time is recorded.
 
@@ -20,8 +20,6 @@ import asyncio
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,11 +33,11 @@ if str(ROOT) not in sys.path:
 
 from pyrogram import Client, filters  # noqa: E402
 
-from bot.rehearsal_load import RssSampler, free_port, sign_in  # noqa: E402
-from helpers.secrets import generate_key  # noqa: E402
+from harness.botprocess import BotProcess  # noqa: E402
+from harness.rss import RssSampler  # noqa: E402
+from harness.signin import sign_in  # noqa: E402
 from tgsim import TgSim  # noqa: E402
 
-API_ID, API_HASH = 12345, "0123456789abcdef0123456789abcdef"
 RSS_GOAL_MB = 300
 MEMSTATS_P95_GOAL_S = 2.0
 _QUEUED = re.compile(r"Job #(\d+) queued")
@@ -74,22 +72,15 @@ async def run(users: int, links: int, max_queue: int, work: Path) -> int:
              for i in range(3)]
     locked_posts = [(await owner.send_document("loadlocked", str(sample))).id for i in range(2)]
 
-    env = {**os.environ, "API_ID": str(API_ID), "API_HASH": API_HASH,
-           "BOT_TOKEN": bot_acc.bot_token, "TELEGRAM_SERVER": sim.server_spec,
-           "TELEGRAM_SERVER_KEY": str(sim.public_key_path), "SESSION_KEY": generate_key(),
-           "DATABASE_PATH": str(work / "bot" / "bot.db"), "ASSETS_DIR": str(work / "bot" / "A"),
-           "LOG_FILE": str(work / "bot" / "logs.txt"), "PORT": str(free_port()),
-           "OWNER_ID": str(admin.me.id), "MAX_QUEUE": str(max_queue), "RENDER": "1",
-           "PROGRESS_INTERVAL": "5", "MESSAGES_PER_MINUTE": "30"}
-    bot = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bot = BotProcess(work / "bot", bot_token=bot_acc.bot_token, dc_table=sim.dc_table,
+                     key_path=sim.public_key_path,
+                     settings={"OWNER_ID": admin.me.id, "MAX_QUEUE": max_queue, "RENDER": "1",
+                               "PROGRESS_INTERVAL": 5, "MESSAGES_PER_MINUTE": 30})
+    bot.start()
     sampler = RssSampler(bot.pid, every=0.05).start()
     clients: list[Client] = []
     try:
-        for _ in range(200):
-            if sim.connection_count(bot_acc.id):
-                break
-            await asyncio.sleep(0.05)
+        await bot.healthy()
         await asyncio.sleep(1.0)
         idle_mb = psutil.Process(bot.pid).memory_info().rss / 1048576
         t0 = time.monotonic()
@@ -189,11 +180,8 @@ async def run(users: int, links: int, max_queue: int, work: Path) -> int:
         return 0 if ok else 1
     finally:
         sampler.stop()
-        bot.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(bot.wait, 30)
-        except subprocess.TimeoutExpired:
-            bot.kill()
+        await bot.close_http()
+        await asyncio.to_thread(bot.stop, 30)
         for c in [admin, owner, *clients]:
             try:
                 await c.stop()

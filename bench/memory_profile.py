@@ -1,6 +1,6 @@
 """Benchmark: where the bot's memory goes, measured as RSS of the bot process with psutil.
 
-Runs tgsim and the real bot (`python -m bot`) as separate processes (bot/rehearsal_load.py)
+Runs tgsim and the real bot (`python -m bot`) as separate processes (harness/loadrig.py)
 and real pyrogram users in this one, samples the bot's RSS every 0.1 s, and prints:
 
   (a) idle RSS: bot connected, web face up, DB open;
@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -47,8 +46,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bot.rehearsal_load import (  # noqa: E402
-    FREE_UPLOAD_LIMIT, MB, MIB, Harness, SimUser, link, sha256_file, slope, write_random)
+from harness.chats import link  # noqa: E402
+from harness.files import (  # noqa: E402
+    FREE_UPLOAD_LIMIT, MB, MIB, file_digest, write_random_hashed)
+from harness.loadrig import Harness  # noqa: E402
+from harness.rss import rss_by_kind, slope  # noqa: E402
+from harness.runs import run_in  # noqa: E402
+from harness.simusers import SimUser  # noqa: E402
 
 GOAL_SESSION_MIB = 3.0
 GOAL_TRANSFER_MIB = 16.0
@@ -96,7 +100,7 @@ def _check_stored(h: Harness, before: set[Path], size: int, want: str, count: in
     """Hash the files tgsim stored since `before` that have the file's size (the bot's
     uploads), delete them, and return how many matched."""
     new = [p for p in h.sim.stored_files() - before if p.stat().st_size == size]
-    same = sum(sha256_file(p) == want for p in new)
+    same = sum(file_digest(p) == want for p in new)
     for p in new:
         p.unlink()
     if len(new) != count or same != count:
@@ -107,7 +111,7 @@ def _check_stored(h: Harness, before: set[Path], size: int, want: str, count: in
 async def _post_big(h: Harness, work: Path, chat: int, size: int, caption: str):
     """Write, post and delete a random file; returns (message id, sha256, tgsim's copy)."""
     src = work / f"{caption}.bin"
-    want = await asyncio.to_thread(write_random, src, size)  # the users keep talking
+    want = await asyncio.to_thread(write_random_hashed, src, size)  # the users keep talking
     before = h.sim.stored_files()
     (msg_id,) = await h.post(chat, src, caption)
     src.unlink()
@@ -138,7 +142,7 @@ async def profile(a: argparse.Namespace, work: Path, out: dict) -> None:
         await h.login_all(users)
         chat = await h.private_channel(users)
         ping = work / "ping.bin"
-        write_random(ping, PING_SIZE)
+        write_random_hashed(ping, PING_SIZE)
         (ping_id,) = await h.post(chat, ping, "ping")
         public = await h.public_channel("warmupchan")
         (warm_id,) = await h.post(public, ping, "warm")
@@ -267,28 +271,6 @@ async def profile(a: argparse.Namespace, work: Path, out: dict) -> None:
     out["bot_rc"] = h.bot_rc
     phases.end()
     out["phases"] = phases.rows
-
-
-def rss_by_kind(pid: int) -> dict[str, int]:
-    """Where the process's RSS is, from /proc/PID/smaps (Linux): the main malloc heap,
-    other anonymous mappings (thread arenas, big mmapped buffers, stacks) and files (code,
-    libraries). {} where smaps is not readable."""
-    out = {"heap": 0, "anon": 0, "file": 0}
-    kind = None
-    try:
-        with open(f"/proc/{pid}/smaps") as f:
-            for line in f:
-                head = line.split(maxsplit=6)
-                if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
-                    name = head[5].strip() if len(head) > 5 else ""
-                    kind = ("heap" if name == "[heap]" else
-                            "anon" if not name or name.startswith("[") else "file")
-                elif line.startswith("Rss:") and kind:
-                    out[kind] += int(line.split()[1]) * 1024
-    except OSError:
-        return {}
-    out["total"] = sum(out.values())
-    return out
 
 
 def _kinds(k: dict[str, int]) -> str:
@@ -461,27 +443,15 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="memory_profile_", dir=base))
     result: dict = {}
 
-    async def run() -> None:
-        task = asyncio.current_task()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    async def run(work: Path) -> int:
         await profile(a, work, result)
-
-    try:
-        asyncio.run(run())
         return 0 if report(a, result) else 1
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - one line, whatever broke (an RPC error too)
-        print(f"FAIL: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    finally:
+
+    def drop_store() -> None:
         if a.tgsim_store:
             shutil.rmtree(a.tgsim_store, ignore_errors=True)
-        if a.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+
+    return run_in(work, run, keep=a.keep, cleanup=drop_store)
 
 
 if __name__ == "__main__":

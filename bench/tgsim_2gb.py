@@ -20,203 +20,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
-import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pyrogram import Client, types  # noqa: E402
+from harness.files import FREE_UPLOAD_LIMIT, MB, MIB, write_random  # noqa: E402
+from harness.files import file_digest as sha256_file  # noqa: E402
+from harness.ports import tgsim_port_args  # noqa: E402,F401 - bench/transfer_speed.py's
+from harness.rss import RssSampler  # noqa: E402
+from harness.runs import enough_disk, run_in  # noqa: E402
+from harness.signin import API_HASH, API_ID, sign_in  # noqa: E402,F401
+from harness.simserver import TgsimProcess  # noqa: E402
 
-from bot.rehearsal_load import free_port, tgsim_port_args  # noqa: E402,F401
-from helpers.telegram_server import client_options  # noqa: E402
-
-MB = 1000 * 1000
-MIB = 1024 * 1024
-CHUNK = 8 * MB
-FREE_UPLOAD_LIMIT = 2000 * MIB  # free accounts: 4000 parts of 512 KiB
 GROWTH_LIMIT_MIB = 50
 SAMPLE_EVERY_S = 0.2
-API_ID = 12345
-API_HASH = "0123456789abcdef0123456789abcdef"
 PHONE = "+15550002048"
-LOGIN_CODE = "12345"
 
 
-# tgsim process ----------------------------------------------------------------------------
-class TgsimProcess:
-    """`python -m tgsim` in a child process; its stdout is drained, stderr goes to a log file."""
-
-    def __init__(self, data_dir: Path, log_path: Path):
-        self.data_dir = data_dir
-        self.dc_ports, self.port_args = tgsim_port_args()  # one port per DC
-        self.port = self.dc_ports[2]
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-        self.address: tuple[str, int] | None = None
-        self._ready = threading.Event()
-        self._lines: list[str] = []
-
-    def start(self, timeout: float = 60.0) -> None:
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tgsim", *self.port_args, "--data",
-             str(self.data_dir), "--code", LOGIN_CODE],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
-            text=True, bufsize=1)
-        threading.Thread(target=self._drain, name="tgsim-stdout", daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while not self._ready.wait(0.1):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"tgsim exited with {self.proc.returncode} before it was "
-                                   f"ready:\n{self.output_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"tgsim not ready after {timeout:.0f} s:\n{self.output_tail()}")
-
-    def _drain(self) -> None:
-        for line in self.proc.stdout:
-            self._lines.append(line.rstrip("\n"))
-            del self._lines[:-50]
-            if not self._ready.is_set() and "ready" in line:
-                m = re.search(r"ready on ([\d.]+):(\d+)", line)
-                self.address = (m.group(1), int(m.group(2))) if m else ("127.0.0.1", self.port)
-                self._ready.set()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def key_path(self) -> Path:
-        return self.data_dir / "public.pem"
-
-    def output_tail(self, n: int = 30) -> str:
-        out = list(self._lines[-n:])
-        with contextlib.suppress(OSError, ValueError):
-            if not self._log.closed:
-                self._log.flush()
-            out += self.log_path.read_text(errors="replace").splitlines()[-n:]
-        return "\n".join(out) or "(no output)"
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        with contextlib.suppress(OSError):
-            self._log.close()
-        return self.proc.returncode
-
-
-# RSS sampling ------------------------------------------------------------------------------
-@dataclass
-class RssSampler:
-    """Samples a process's RSS every `every` seconds in a thread, tagging each with a phase."""
-    pid: int
-    every: float = SAMPLE_EVERY_S
-    phase: str = "start"
-    samples: list[tuple[float, str, int]] = field(default_factory=list)
-    on_gone: Callable[[], None] | None = None  # called from the thread if the process dies
-
-    def __post_init__(self):
-        self._proc = psutil.Process(self.pid)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
-
-    def start(self) -> "RssSampler":
-        self.sample()
-        self._thread.start()
-        return self
-
-    def sample(self) -> int | None:
-        try:
-            rss = self._proc.memory_info().rss
-            if not rss or self._proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-        except psutil.Error:
-            return None
-        self.samples.append((time.monotonic(), self.phase, rss))
-        return rss
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            if self.sample() is None:
-                if self.on_gone is not None and not self._stop.is_set():
-                    self.on_gone()
-                return
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(2)
-        self.sample()
-
-    def peak(self, phase: str | None = None) -> int:
-        values = [rss for _, p, rss in self.samples if phase is None or p == phase]
-        return max(values) if values else 0
-
-    def last(self) -> int:
-        return self.samples[-1][2] if self.samples else 0
-
-
-# files -------------------------------------------------------------------------------------
 def write_test_file(path: Path, size: int) -> None:
-    """Real (non-sparse) random data written CHUNK bytes at a time."""
-    left = size
-    with open(path, "wb") as f:
-        while left > 0:
-            n = min(CHUNK, left)
-            f.write(os.urandom(n))
-            left -= n
-        f.flush()
-        os.fsync(f.fileno())
+    """Real (non-sparse) random data, synced to disk before it is read back."""
+    write_random(path, size, fsync=True)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-# the run -----------------------------------------------------------------------------------
-async def login(address: tuple[str, int], key_path: Path) -> Client:
-    """Sign up (or in) through the real code flow, as tests/simclient.py does."""
-    opts = client_options("bench", address, key_path)
-    client = Client("bench", api_id=API_ID, api_hash=API_HASH, **opts)
-    await client.connect()
-    try:
-        sent = await client.send_code(PHONE)
-        result = await client.sign_in(PHONE, sent.phone_code_hash, LOGIN_CODE)
-        if not isinstance(result, types.User):
-            await client.sign_up(PHONE, sent.phone_code_hash, "Bench")
-        client.me = await client.get_me()
-        await client.initialize()
-    except BaseException:
-        with contextlib.suppress(Exception):
-            await client.disconnect()
-        raise
-    return client
+async def login(address: tuple[str, int], key_path: Path):
+    """The bench's user, signed up (or in) through the real code flow."""
+    return await sign_in(address, key_path, PHONE, "Bench", client_name="bench")
 
 
 async def run(args: argparse.Namespace, work: Path, result: dict) -> None:
@@ -225,10 +59,8 @@ async def run(args: argparse.Namespace, work: Path, result: dict) -> None:
     src = work / "upload.bin"
     dst = work / "download.bin"
 
-    # SIGTERM cancels the run, as asyncio.run does on Ctrl-C, so every finally block runs
     loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    task = asyncio.current_task()  # run_in's: SIGTERM cancels it, as Ctrl-C does
 
     def tgsim_gone() -> None:  # the client would only keep reconnecting: stop the run
         result["tgsim_died"] = True
@@ -236,11 +68,12 @@ async def run(args: argparse.Namespace, work: Path, result: dict) -> None:
 
     sim = TgsimProcess(data_dir, work / "tgsim.log")
     sampler: RssSampler | None = None
-    client: Client | None = None
+    client = None
     try:
         t = time.monotonic()
         sim.start()
-        sampler = RssSampler(sim.pid,
+        await sim.ready()
+        sampler = RssSampler(sim.pid, every=SAMPLE_EVERY_S,
                              on_gone=lambda: loop.call_soon_threadsafe(tgsim_gone)).start()
         print(f"tgsim pid {sim.pid} ready on {sim.address[0]}:{sim.address[1]} "
               f"in {time.monotonic() - t:.1f} s", flush=True)
@@ -309,11 +142,11 @@ async def run(args: argparse.Namespace, work: Path, result: dict) -> None:
             result["peak"] = sampler.peak()
             result["end"] = sampler.last()
             result["samples"] = len(sampler.samples)
-        rc = sim.stop()
+        rc = sim.stop(15)
         if rc not in (0, None):
-            print(f"tgsim exited with {rc}:\n{sim.output_tail()}", file=sys.stderr)
-        elif "Traceback" in sim.output_tail(200):
-            print(f"tgsim logged errors:\n{sim.output_tail()}", file=sys.stderr)
+            print(f"tgsim exited with {rc}:\n{sim.tail()}", file=sys.stderr)
+        elif "Traceback" in sim.tail(200):
+            print(f"tgsim logged errors:\n{sim.tail()}", file=sys.stderr)
 
 
 def report(args: argparse.Namespace, r: dict) -> bool:
@@ -354,30 +187,25 @@ def main(argv: list[str] | None = None) -> int:
                      f"account may upload; pyrogram and tgsim both refuse it")
 
     base = Path(args.dir or tempfile.gettempdir())
-    need = 3 * size + 256 * MIB  # source, server copy (parts, then the joined file), download
-    free = shutil.disk_usage(base).free
-    if free < need:
-        print(f"not enough space in {base}: {free / MIB:.0f} MiB free, "
-              f"{need / MIB:.0f} MiB needed", file=sys.stderr)
+    # source, server copy (parts, then the joined file), download
+    if not enough_disk(base, 3 * size + 256 * MIB):
         return 2
     work = Path(tempfile.mkdtemp(prefix="tgsim_2gb_", dir=base))
-    print(f"work dir {work} ({free / 2**30:.1f} GiB free)", flush=True)
+    print(f"work dir {work} ({shutil.disk_usage(base).free / 2**30:.1f} GiB free)", flush=True)
 
     result: dict = {}
-    try:
-        asyncio.run(run(args, work, result))
+
+    async def body(work: Path) -> int:
+        await run(args, work, result)
         return 0 if report(args, result) else 1
-    except (KeyboardInterrupt, asyncio.CancelledError):
+
+    def tgsim_died() -> int | None:
         if result.get("tgsim_died"):
             print("FAIL: tgsim exited during the run", file=sys.stderr)
             return 1
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        return None
+
+    return run_in(work, body, keep=args.keep, interrupted=tgsim_died)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """`python -m bot` runs the bot; `python -m bot --sim` (or `rehearse`) rehearses it against
 tgsim in one process; `python -m bot rehearse --users N ...` runs the load rehearsal with tgsim
-and the bot as separate processes; `python -m bot genkey` prints a fresh SESSION_KEY."""
+and the bot as separate processes; `python -m bot genkey` prints a fresh SESSION_KEY.
+
+The rehearsals live in the harness (harness/rehearsal.py, harness/rehearsal_load.py) and are
+imported only inside their commands: running the bot never loads tgsim or the harness."""
 
 from __future__ import annotations
 
@@ -94,7 +97,7 @@ def _positive(kind):
 
 
 def _parse_rehearse(argv: list[str]):
-    from bot.rehearsal_load import FREE_UPLOAD_LIMIT, MB, LoadArgs
+    from harness.rehearsal_load import FREE_UPLOAD_LIMIT, MB, LoadArgs
 
     d = LoadArgs()
     p = _OneLineParser(prog="python -m bot rehearse",
@@ -130,7 +133,7 @@ def main(argv: list[str]) -> int:
         print(generate_key())
         return 0
     if argv[:1] == ["rehearse"] and argv[1:]:
-        from bot.rehearsal_load import run_load
+        from harness.rehearsal_load import run_load
 
         return run_load(_parse_rehearse(argv[1:]))
     try:
@@ -139,7 +142,7 @@ def main(argv: list[str]) -> int:
         print(f"Configuration error: {e}", file=sys.stderr)
         return 2
     if argv in (["--sim"], ["rehearse"]):
-        from bot.rehearsal import rehearse
+        from harness.rehearsal import rehearse
 
         return asyncio.run(rehearse(settings))
     if argv:
@@ -155,7 +158,7 @@ def main(argv: list[str]) -> int:
         print(f"No Telegram credentials: set {missing} (see config.env.example).")
         print("This is a rehearsal, not the bot: it runs against tgsim, the simulated "
               "Telegram on loopback (python -m bot --sim), and exits.\n")
-        from bot.rehearsal import rehearse
+        from harness.rehearsal import rehearse
 
         return asyncio.run(rehearse(settings))
     return _run_bot(settings)

@@ -177,6 +177,17 @@ async def parse_messages(client: Client, answer, replies: int = 1) -> list:
 # server keys and TL objects ---------------------------------------------------------------
 
 
+def server_key_fingerprint(n: int, e: int) -> int:
+    """Lower 64 bits of SHA1 over the TL-serialised key (n, e as bytes), a signed long: how
+    the client picks the key the server names (core.telegram.org/mtproto/auth_key)."""
+    from hashlib import sha1
+
+    from pyrogram.raw.core.primitives import Bytes
+
+    serialised = b"".join(Bytes(v.to_bytes((v.bit_length() + 7) // 8, "big")) for v in (n, e))
+    return int.from_bytes(sha1(serialised).digest()[-8:], "little", signed=True)
+
+
 def trust_server_key(fingerprint: int, n: int, e: int) -> None:
     """Add an RSA key (modulus n, exponent e) to the keys the library accepts from a server."""
     rsa.server_public_keys[fingerprint] = rsa.PublicKey(m=n, e=e)

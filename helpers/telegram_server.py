@@ -15,17 +15,18 @@ from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
-from helpers.client_adapter import RoutedStorage, trust_server_key
+from helpers.client_adapter import RoutedStorage, server_key_fingerprint, trust_server_key
 
 
 def install_server_key(pem_path: str | Path) -> int:
-    """Trust the server's public key; returns its fingerprint. Idempotent. The simulator's
-    key helpers load only here, when a self-hosted server is configured: against Telegram
-    the product never imports tgsim."""
-    from tgsim.crypto import load_public_pem, rsa_fingerprint
+    """Trust the server's public key; returns its fingerprint. Idempotent. The key is read
+    with `cryptography` and fingerprinted here, so the product never imports tgsim, not even
+    against a self-hosted server (a bench's bot would otherwise carry the simulator)."""
+    from cryptography.hazmat.primitives import serialization
 
-    n, e = load_public_pem(Path(pem_path).read_bytes())
-    fingerprint = rsa_fingerprint(n, e)
+    numbers = serialization.load_pem_public_key(Path(pem_path).read_bytes()).public_numbers()
+    n, e = numbers.n, numbers.e
+    fingerprint = server_key_fingerprint(n, e)
     trust_server_key(fingerprint, n, e)
     return fingerprint
 

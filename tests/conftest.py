@@ -1,4 +1,6 @@
-"""Fixtures: an in-process tgsim on a free loopback port, and real pyrogram clients for it."""
+"""Fixtures: an in-process tgsim on free loopback ports, real pyrogram clients for it, and the
+bot running against it. What they are made of is the harness (harness/); tests share it
+through these fixtures and harness imports, never by importing another test module."""
 
 from __future__ import annotations
 
@@ -13,19 +15,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.botenv import bot_env  # noqa: E402
-from tests.simclient import SimClients  # noqa: E402
-from tgsim import TgSim  # noqa: E402
+from harness.botenv import bot_env  # noqa: E402
+from harness.simclients import SimClients  # noqa: E402
+from harness.simserver import tgsim_in_process  # noqa: E402
 
 
 @pytest.fixture
 async def sim(tmp_path):
-    server = TgSim(tmp_path / "tgsim")
-    await server.start()
-    try:
+    async with tgsim_in_process(tmp_path / "tgsim") as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture

@@ -7,27 +7,14 @@ import asyncio
 from pathlib import Path
 
 
-from tests.botenv import bot_env, wait_until
-from tests.simclient import file_digest, write_random
-
-READER = "Downloader bot reader"  # the device_model of the bot's user clients
+from harness.botenv import READER, bot_env, login, wait_until
+from harness.chats import chat_link as _link
+from harness.chats import private_channel as _private_channel
+from harness.files import file_digest, write_random
 
 
 def _spaced(code: str) -> str:
     return " ".join(code)
-
-
-async def login(env, person, password: str | None = None) -> list[int]:
-    """The whole conversation; returns the ids of the messages that held secrets."""
-    await person.ask("/login", "phone number")
-    secret_ids = [(await person.say(person.phone)).id]
-    await person.expect_text("login code")
-    secret_ids.append((await person.say(_spaced(env.sim.world.login_code))).id)
-    if password:
-        await person.expect_text("two-step verification")
-        secret_ids.append((await person.say(password)).id)
-    await person.expect_text("Logged in as")
-    return secret_ids
 
 
 def _deleted(env, person, ids: list[int]) -> bool:
@@ -41,22 +28,6 @@ async def _wait_deleted(env, person, ids, timeout=5.0) -> bool:
             return True
         await asyncio.sleep(0.05)
     return False
-
-
-async def _private_channel(owner, title: str, *members, protected=True):
-    ch = await owner.client.create_channel(title, "")
-    if protected:
-        await owner.client.set_chat_protected_content(ch.id, True)
-    # Members join by invite link: the owner never saw them, and Telegram only lets an
-    # account add a user whose access_hash it was given (core.telegram.org/api/peers).
-    link = await owner.client.export_chat_invite_link(ch.id) if members else None
-    for m in members:
-        await m.client.join_chat(link)
-    return ch
-
-
-def _link(ch, msg_id: int) -> str:
-    return f"https://t.me/c/{str(ch.id)[4:]}/{msg_id}"
 
 
 def _secrets_absent(env, *values: str) -> None:
@@ -383,7 +354,8 @@ async def test_wrong_session_key_at_start_is_one_clear_error(tmp_path):
     import subprocess
     import sys
 
-    from bot.rehearsal_load import bot_environment, free_port
+    from harness.ports import free_port
+    from harness.processes import bot_environment
     from helpers.database import Database
     from helpers.secrets import SessionCipher, generate_key
 

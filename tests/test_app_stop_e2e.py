@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.botenv import bot_env
+from harness.botenv import bot_env
 
 
 async def test_stop_awaits_spawned_tasks_before_closing_the_database(sim, clients, tmp_path):

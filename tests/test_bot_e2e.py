@@ -12,9 +12,10 @@ from pathlib import Path
 from pyrogram import filters
 from pyrogram.types import InputMediaDocument
 
-from bot.rehearsal_load import bot_environment
-from tests.botenv import wait_until
-from tests.simclient import file_digest, free_port, write_random
+from harness.processes import bot_environment
+from harness.botenv import wait_until
+from harness.files import file_digest, write_random
+from harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -206,7 +207,7 @@ async def test_kill_minus_nine_mid_transfer_then_restart_completes(sim, clients,
 
 
 async def test_file_over_the_upload_limit_arrives_as_numbered_parts(sim, clients, tmp_path):
-    from tests.botenv import bot_env
+    from harness.botenv import bot_env
 
     async with bot_env(sim, clients, tmp_path, split_mb=1) as env:
         me = env.people[0]

@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-from tests.test_crash_e2e import FINAL, Rig, _channel
+from harness.crashrig import Rig
+from harness.crashrig import protected_channel as _channel
+from harness.outcomes import FINAL
 
 
 @pytest.fixture

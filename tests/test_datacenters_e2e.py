@@ -19,9 +19,10 @@ from pyrogram.file_id import FileId
 from pyrogram.raw.core import Int, Message
 
 from helpers.transfer import MIB, Transfers
-from tests.botenv import bot_env
-from tests.simclient import file_digest, write_random
-from tests.test_accounts_e2e import READER, _link, _private_channel, login
+from harness.botenv import READER, bot_env, login
+from harness.chats import chat_link as _link
+from harness.chats import private_channel as _private_channel
+from harness.files import file_digest, write_random
 
 NOT_FOUND = Int(-404)  # the transport error for an auth key the server does not know
 
@@ -185,9 +186,9 @@ async def test_bot_living_on_dc4_follows_user_migrate_and_reconnects_there(sim, 
     session file then names DC 4, and a restart must connect to DC 4's address."""
     from bot.app import App
     from bot.config import load_settings
-    from bot.rehearsal import sim_settings
+    from harness.botenv import sim_settings
     from helpers.secrets import generate_key
-    from tests.botenv import Env
+    from harness.botenv import Env
 
     bot_acc = sim.world.add_bot("far_dl_bot", "Far Downloader", dc_id=4)
     settings = dataclasses.replace(

@@ -10,101 +10,26 @@ import re
 import contextlib
 import ctypes
 import ctypes.util
-import os
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.botenv import bot_env
-from tests.simclient import file_digest, write_random
-from tests.test_accounts_e2e import READER, _private_channel, login
+from harness.botenv import READER, bot_env, login
+from harness.chats import bot_channel as _bot_channel
+from harness.chats import chat_link as _link
+from harness.chats import post_random as _post
+from harness.chats import private_channel as _private_channel
+from harness.outcomes import all_final as _all_final
+from harness.outcomes import collect as _collect
+from harness.outcomes import no_traceback as _no_traceback
+from harness.outcomes import same_bytes as _same_bytes
 from tgsim.faults import FloodRule
 
-FINAL = {"done", "failed", "cancelled"}
-
-
 # -- helpers ---------------------------------------------------------------------------------
-def _link(ch, msg_id: int) -> str:
-    return f"https://t.me/c/{str(ch.id)[4:]}/{msg_id}"
-
-
-async def _bot_channel(env, owner, title: str):
-    """A protected channel the bot is a member of: the bot downloads and re-uploads."""
-    ch = await owner.client.create_channel(title, "")
-    await owner.client.set_chat_protected_content(ch.id, True)
-    await owner.client.add_chat_members(ch.id, env.bot_username)
-    return ch
-
-
-async def _post(owner, ch, path: Path, size: int, caption: str):
-    src = write_random(path, size)
-    post = await owner.client.send_document(ch.id, str(src), caption=caption)
-    return post, file_digest(src)
-
-
-def _jobs(env) -> list[dict]:
-    """The jobs table, read through a connection of our own."""
-    con = sqlite3.connect(env.app.settings.database_path, timeout=10)
-    con.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in con.execute(
-            "SELECT id, user_id, status, attempts, error, delivered FROM jobs ORDER BY id")]
-    finally:
-        con.close()
-
-
-async def _all_final(env, expected: int, timeout: float = 60) -> list[dict]:
-    """Until `expected` jobs exist and every one is in a final state."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = _jobs(env)
-        if len(rows) >= expected and all(r["status"] in FINAL for r in rows):
-            return rows
-        if time.monotonic() > deadline:
-            raise AssertionError(f"jobs not final after {timeout} s: {rows}")
-        await asyncio.sleep(0.1)
-
-
-async def _collect(person, *, media: int, timeout: float = 60, until=None,
-                   give_up=None) -> tuple[list, list[str]]:
-    """Everything the person receives until `media` media messages (and `until(texts)`);
-    fails at once when `give_up(texts)` says the outcome is already known to be wrong."""
-    got, texts = [], []
-    deadline = time.monotonic() + timeout
-    while len(got) < media or (until is not None and not until(texts)):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"got {len(got)}/{media} media; texts: {texts}")
-        try:
-            msg = await asyncio.wait_for(person.inbox.get(), left)
-        except TimeoutError:
-            continue
-        if msg.media is not None:
-            got.append(msg)
-        else:
-            texts.append(msg.text or "")
-            if give_up is not None and give_up(texts):
-                raise AssertionError(f"got {len(got)}/{media} media; texts: {texts}")
-    return got, texts
-
-
-async def _same_bytes(person, msg, digest: str, where: Path) -> bool:
-    path = await person.client.download_media(msg, file_name=str(where))
-    try:
-        return file_digest(path) == digest
-    finally:
-        os.remove(path)
-
-
 def _assets_empty(env) -> bool:
     return not any(Path(env.app.settings.assets_dir).rglob("*"))
-
-
-def _no_traceback(texts) -> None:
-    for t in texts:
-        assert "Traceback" not in t and "Error(" not in t, t
 
 
 async def _wait_for(cond, timeout: float, what: str) -> None:

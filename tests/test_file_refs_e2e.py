@@ -11,7 +11,7 @@ from pyrogram import errors, raw
 from pyrogram.file_id import FileId
 
 from helpers.transfer import Transfers, sidecar_path
-from tests.simclient import file_digest, write_random
+from harness.files import file_digest, write_random
 from tgsim.file_refs import FileRefs
 
 PART = Transfers().part_size

@@ -16,11 +16,17 @@ from pyrogram.types import InputMediaDocument
 
 from helpers import floodwait
 from helpers.transfer import MIB, Transfers
-from tests.botenv import bot_env
-from tests.simclient import SimClients, file_digest, write_random
-from tests.test_accounts_e2e import _private_channel, login
-from tests.test_faults_e2e import _all_final, _bot_channel, _collect, _link, _no_traceback, \
-    _post, _same_bytes
+from harness.botenv import bot_env, login
+from harness.chats import bot_channel as _bot_channel
+from harness.chats import chat_link as _link
+from harness.chats import post_random as _post
+from harness.chats import private_channel as _private_channel
+from harness.files import file_digest, write_random
+from harness.outcomes import all_final as _all_final
+from harness.outcomes import collect as _collect
+from harness.outcomes import no_traceback as _no_traceback
+from harness.outcomes import same_bytes as _same_bytes
+from harness.simclients import SimClients
 from tgsim import TgSim
 from tgsim.faults import FloodRule, error_code
 

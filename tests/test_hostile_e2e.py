@@ -11,9 +11,8 @@ from pathlib import Path
 import aiohttp
 from pyrogram import enums, raw, types
 
-from tests.botenv import bot_env, wait_until
-from tests.simclient import write_random
-from tests.test_accounts_e2e import login
+from harness.botenv import bot_env, login, wait_until
+from harness.files import write_random
 
 # Each hostile message and a fragment of the one reply it gets.
 CORPUS = [

@@ -10,8 +10,8 @@ from pyrogram import enums, raw
 from pyrogram.types import MessageEntity
 
 from helpers.tg_text import CAPTION_LIMIT, u16len
-from tests.botenv import bot_env
-from tests.simclient import file_digest, write_random
+from harness.botenv import bot_env
+from harness.files import file_digest, write_random
 
 # 11 + 1002 + 20 + 467 = 1500 UTF-16 units (1490 characters); the cut at 1024 falls inside an
 # emoji, so 1023 units remain.

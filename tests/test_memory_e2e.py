@@ -8,24 +8,14 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
+from harness.botenv import READER, bot_env, login
+from harness.chats import chat_link as _link
+from harness.chats import private_channel as _private_channel
+from harness.metrics import Metrics, fetch_metrics
 
-from tests.botenv import bot_env
-from tests.test_accounts_e2e import READER, _link, _private_channel, login
 
-
-async def _metrics(env) -> dict[str, float]:
-    url = f"http://127.0.0.1:{env.app.web.bound_port}/metrics"
-    async with aiohttp.ClientSession() as http, http.get(url) as resp:
-        assert resp.status == 200
-        text = await resp.text()
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            key = sample.name + ("" if not sample.labels else str(sorted(sample.labels.items())))
-            out[key] = sample.value
-    return out
+async def _metrics(env) -> Metrics:
+    return await fetch_metrics(f"http://127.0.0.1:{env.app.web.bound_port}/metrics")
 
 
 def _make_admin(env, person) -> None:
@@ -48,13 +38,13 @@ async def test_memstats_for_admins_and_metrics_parse(env):
     assert "collected" in gc.text and "MB" in gc.text
 
     m = await _metrics(env)
-    assert m["bot_rss_bytes"] > 20 * 1024 * 1024
-    assert m["bot_rss_peak_bytes"] >= m["bot_rss_bytes"] * 0.5
-    assert m["bot_sessions_live"] == 0 and m["bot_queue_waiting"] == 0
-    assert m["bot_gc_runs_total"] >= 1
+    assert m.get_value("bot_rss_bytes") > 20 * 1024 * 1024
+    assert m.get_value("bot_rss_peak_bytes") >= m.get_value("bot_rss_bytes") * 0.5
+    assert m.sessions_live == 0 and m.queue_waiting == 0
+    assert m.get_value("bot_gc_runs_total") >= 1
     for name in ("bot_transfers_active", "bot_bytes_transferred_total",
                  "bot_floodwaits_total", "bot_session_evictions_total"):
-        assert name in m, name
+        assert m.has(name), name
 
 
 async def test_pressure_evicts_idle_sessions_pauses_admission_and_resumes(sim, clients,
@@ -67,7 +57,7 @@ async def test_pressure_evicts_idle_sessions_pauses_admission_and_resumes(sim, c
         await me.say(_link(ch, notes[0].id))
         await me.expect_text("note 0")
         assert env.app.sessions.is_live(me.id)
-        assert (await _metrics(env))["bot_sessions_live"] == 1
+        assert (await _metrics(env)).sessions_live == 1
         env.app.prompts.set(12345, "caption")
 
         monitor = env.app.monitor

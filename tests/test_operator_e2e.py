@@ -19,7 +19,9 @@ from pyrogram import filters
 
 from helpers.database import Database
 from helpers.secrets import SessionCipher, generate_key
-from tests.simclient import API_HASH, API_ID, SimClients, free_port
+from harness.ports import free_port
+from harness.signin import API_HASH, API_ID
+from harness.simclients import SimClients
 from tgsim import TgSim
 
 ROOT = Path(__file__).resolve().parent.parent

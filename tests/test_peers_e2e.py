@@ -11,8 +11,8 @@ from pyrogram import errors, raw
 
 from bot.app import App
 from helpers import peers
-from tests.simclient import file_digest, write_random
-from tests.test_accounts_e2e import login
+from harness.botenv import login
+from harness.files import file_digest, write_random
 
 
 def _link(ch, msg_id: int) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from tests.simclient import file_digest, write_random
+from harness.files import file_digest, write_random
 
 
 async def _menu(p):

@@ -15,12 +15,13 @@ from pathlib import Path
 from pyrogram import filters
 
 from helpers.secrets import SessionCipher, generate_key
-from bot.rehearsal_load import bot_environment
-from tests.botenv import wait_until
-from tests.simclient import API_HASH, API_ID, file_digest, free_port, write_random
+from harness.processes import bot_environment
+from harness.botenv import READER, wait_until
+from harness.files import file_digest, write_random
+from harness.ports import free_port
+from harness.signin import API_HASH, API_ID
 
 ROOT = Path(__file__).resolve().parent.parent
-READER = "Downloader bot reader"
 
 
 async def test_sigterm_mid_transfer_exits_zero_and_resumes(sim, clients, phone, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from pyrogram import errors, filters, raw
 from pyrogram.types import InputMediaDocument
 
-from tests.simclient import file_digest, write_random
+from harness.files import file_digest, write_random
 
 
 def _file(tmp_path, name: str, size: int) -> str:

@@ -9,7 +9,7 @@ import pytest
 from pyrogram import errors, raw, types
 from pyrogram.types import InputMediaAudio, InputMediaDocument, InputMediaPhoto, InputMediaVideo
 
-from tests.simclient import write_random
+from harness.files import write_random
 
 EMOJI = "😀"  # one character, two UTF-16 units
 

@@ -11,8 +11,8 @@ import pytest
 from pyrogram import raw
 
 from helpers.transfer import MIB, Transfers, remove_partial, sidecar_path
-from tests.botenv import wait_until
-from tests.simclient import file_digest, write_random
+from harness.botenv import wait_until
+from harness.files import file_digest, write_random
 from tgsim.faults import FloodRule
 from tgsim.world import Msg
 

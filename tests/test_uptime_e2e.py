@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.botenv import bot_env
+from harness.botenv import bot_env
 
 DAY = 86400.0
 ROUNDS, PEOPLE, LINKS = 10, 3, 10  # 300 jobs, a round every STEP_DAYS

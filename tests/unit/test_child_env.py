@@ -1,6 +1,6 @@
 """The environment a `python -m bot` child gets in tests, benchmarks and the rehearsal."""
 
-from bot.rehearsal_load import bot_environment
+from harness.processes import bot_environment
 
 
 def test_the_callers_environment_and_config_env_do_not_leak_into_the_bot(monkeypatch):

@@ -209,6 +209,13 @@ def test_trust_server_key():
         rsa.server_public_keys.pop(fingerprint, None)
 
 
+def test_server_key_fingerprint_serialises_with_the_library_bytes():
+    from pyrogram.raw.core.primitives import Bytes
+
+    assert Bytes(b"\x01") == b"\x01\x01\x00\x00"  # TL bytes: length byte, data, padding to 4
+    assert isinstance(ca.server_key_fingerprint(0xC0FFEE, 65537), int)
+
+
 def test_tl_objects_name_and_fields():
     assert hasattr(TLObject, "QUALNAME") and hasattr(TLObject, "__slots__")
     peer = raw.types.InputPeerChannel(channel_id=5, access_hash=6)

@@ -1,10 +1,10 @@
-"""A short rehearsal: tgsim on loopback, the real bot against it, a simulated user sending
-links, and a table of what came back. Needs no Telegram credentials and no network."""
+"""The short rehearsal, `python -m bot --sim` (or `rehearse`): tgsim on loopback in this
+process, the real bot against it, a simulated user sending links, and a table of what came
+back. Needs no Telegram credentials and no network."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -12,29 +12,13 @@ import time
 from pathlib import Path
 
 import psutil
-from pyrogram import Client, filters
+from pyrogram import filters
 
 from bot.config import Settings
-from bot.rehearsal_load import sha256_file, sign_in
+from harness.botenv import sim_settings
+from harness.files import file_digest
+from harness.signin import sign_in
 from helpers.links import bare_channel_id
-
-API_ID, API_HASH = 12345, "0123456789abcdef0123456789abcdef"
-
-
-def sim_settings(base: Settings, sim, bot_token: str, workdir: Path) -> Settings:
-    """Settings that point the bot at a running tgsim, with every file under workdir."""
-    return dataclasses.replace(
-        base, api_id=API_ID, api_hash=API_HASH, bot_token=bot_token,
-        telegram_server=("127.0.0.1", sim.port), telegram_server_key=str(sim.public_key_path),
-        telegram_dcs=tuple((dc, h, p) for dc, (h, p) in sim.dc_table.items() if dc != 2),
-        database_path=str(workdir / "bot.db"), assets_dir=str(workdir / "Assets"),
-        log_file=str(workdir / "logs.txt"), port=0, progress_interval_s=3.0)
-
-
-async def sim_user(sim, phone: str, name: str) -> Client:
-    """A real client logged in to tgsim through the code flow."""
-    return await sign_in(sim.dc_table, sim.public_key_path, phone, name,
-                         code=sim.world.login_code)
 
 
 async def rehearse(base: Settings) -> int:
@@ -46,7 +30,8 @@ async def rehearse(base: Settings) -> int:
     bot_acc = sim.world.add_bot("rehearsal_bot", "Rehearsal Bot")
     app = App(sim_settings(base, sim, bot_acc.bot_token, work))
     await app.start()
-    user = await sim_user(sim, "+15550100", "Newcomer")
+    user = await sign_in(sim.dc_table, sim.public_key_path, "+15550100", "Newcomer",
+                         code=sim.world.login_code)
     received: asyncio.Queue = asyncio.Queue()
 
     @user.on_message(filters.private & filters.user(bot_acc.id))
@@ -70,12 +55,12 @@ async def rehearse(base: Settings) -> int:
                  f"https://t.me/c/{bare_channel_id(locked.id)}/{secret.id}"]
         start = time.monotonic()
         await user.send_message("rehearsal_bot", "\n".join(links))
-        want = sha256_file(str(src))
+        want = file_digest(str(src))
         rows = []
         for _ in range(3):
             msg = await asyncio.wait_for(received.get(), 120)
             path = await user.download_media(msg, file_name=str(work / "got" / "x"))
-            rows.append((msg.caption, sha256_file(path) == want))
+            rows.append((msg.caption, file_digest(path) == want))
             os.remove(path)
         elapsed = time.monotonic() - start
         rss = psutil.Process().memory_info().rss / 1048576
