@@ -96,3 +96,12 @@ async def env_both(request, sim, clients, tmp_path):
         overrides["database_url"] = request.getfixturevalue("pg_url")
     async with bot_env(sim, clients, tmp_path, **overrides) as e:
         yield e
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_environ(request):
+    """For a bot run as a process: the variables that choose its backend, {} (SQLite at its
+    DATABASE_PATH) or {"DATABASE_URL": a fresh PostgreSQL database}."""
+    if request.param == "sqlite":
+        return {}
+    return {"DATABASE_URL": request.getfixturevalue("pg_url")}
