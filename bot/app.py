@@ -22,7 +22,7 @@ from helpers import floodwait
 from helpers.allocator import pin_mmap_threshold
 from helpers.cache import TTLCache
 from helpers.catchup import Catchup
-from helpers.database import Database
+from helpers.database import Database, StorageRefused, StorageUnavailable
 from helpers.janitor import Janitor
 from helpers.login import LoginDesk
 from helpers.logs import register_secret, setup_logging
@@ -241,7 +241,12 @@ class App:
         if s.database_url:  # the URL and, in case a driver error quotes it alone, its password
             register_secret(s.database_url, pinned=True)
             register_secret(urllib.parse.urlsplit(s.database_url).password or "", pinned=True)
-        self.db = await Database.open(s.database_url or s.database_path, clock=self.clock)
+        try:
+            self.db = await Database.open(s.database_url or s.database_path, clock=self.clock)
+        except StorageRefused as e:
+            raise ConfigError(str(e)) from None
+        except StorageUnavailable as e:
+            raise StartupError(str(e), 1) from None
         self.janitor.db, self.janitor.history_s = self.db, s.job_history_days * 86400
         await self._open_cipher()
         self.sessions = SessionManager(

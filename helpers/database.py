@@ -42,6 +42,16 @@ _JOB_COLUMNS = (
 )
 
 
+class StorageUnavailable(Exception):
+    """The database server could not be reached (down, network): retrying may help.
+    str() is one line without the URL's password."""
+
+
+class StorageRefused(Exception):
+    """The database server refused us (password, unknown database or role): a setting to
+    fix, retrying will not help. str() is one line without the URL's password."""
+
+
 class AlreadyHandled(Exception):
     """The message that asked for these jobs was acted upon before (a caught-up repeat)."""
 

@@ -49,6 +49,9 @@ class SqliteTx:
         await cur.close()
         return n
 
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._b._conn.executemany(sql, rows)
+
     async def fetchone(self, sql: str, params: Sequence[Any] = ()):
         cur = await self._b._conn.execute(sql, params)
         try:
