@@ -93,7 +93,8 @@ class App:
         s = self.settings
         workdir = Path(s.database_path).parent
         workdir.mkdir(parents=True, exist_ok=True)
-        opts = client_options("bot", s.telegram_servers, s.telegram_server_key, workdir=workdir)
+        opts = client_options("bot", s.telegram_servers, s.telegram_server_key, workdir=workdir,
+                              peer_store=self.db)
         # skip_updates: the library would catch up inside start(), before the queue exists and
         # from a state it stores ahead of the handlers; helpers/catchup.py does it instead
         client = Client("bot", api_id=s.api_id, api_hash=s.api_hash, bot_token=s.bot_token,

@@ -561,3 +561,22 @@ class Database:
                 yield uid
             if len(page) < _PAGE:
                 return
+
+    # ------------------------------------------------------------------ the bot's peers
+
+    async def save_bot_peers(self, rows: Sequence[tuple[int, int, str]]) -> None:
+        """(pyrogram peer id, access_hash, pyrogram peer type), upserted in one transaction."""
+        if not rows:
+            return
+        now = self._clock()
+        async with self._tx() as tx:
+            await tx.executemany(
+                "INSERT INTO bot_peers(id, access_hash, type, updated) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET access_hash = excluded.access_hash, "
+                "type = excluded.type, updated = excluded.updated",
+                [(int(i), int(h), str(t), now) for i, h, t in rows])
+
+    async def get_bot_peer(self, peer_id: int) -> tuple[int, int, str] | None:
+        row = await self._one("SELECT id, access_hash, type FROM bot_peers WHERE id = ?",
+                              (int(peer_id),))
+        return None if row is None else (row["id"], row["access_hash"], row["type"])

@@ -10,13 +10,16 @@ leaves the target exactly as the first did (safe to re-run), and rows only the t
 are kept. Session blobs are copied as the ciphertext they are; the same SESSION_KEY opens
 them on the other side. The counters (the /stats totals that outlive the pruned history)
 are copied last, so what the target's triggers counted while rows arrived is replaced by
-the source's exact totals. Job ids keep counting from where SQLite's AUTOINCREMENT was (it
+the source's exact totals. The bot's peers also come from the library's session file beside
+the database (bot.session), where deployments kept them before bot_peers existed; a row
+already in bot_peers wins over the file's. Job ids keep counting from where SQLite's AUTOINCREMENT was (it
 never reuses an id, even a pruned one), so a new job never takes an old one's id.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 
 from helpers.database import Database
@@ -89,6 +92,31 @@ async def copy_sqlite_to_postgres(source: str | Path, target_url: str) -> dict[s
         await src.close()
 
 
+async def _bot_session_peers(src: Database, tx) -> int:
+    """The bot's peers from the library's session file beside the database (bot.session),
+    where a deployment from before bot_peers kept them: without them the bot on PostgreSQL
+    would not know the private chats it was added to (helpers/shared_peers.py)."""
+    path = src.path.parent / "bot.session"
+    if not path.is_file():
+        return 0
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    n = 0
+    try:
+        cur = con.execute("SELECT id, access_hash, type FROM peers "
+                          "WHERE access_hash IS NOT NULL ORDER BY id")
+        while page := cur.fetchmany(PAGE):
+            await tx.executemany(
+                "INSERT INTO bot_peers(id, access_hash, type, updated) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING", [(*row, src.now()) for row in page])
+            n += len(page)
+    except sqlite3.Error as e:  # not a pyrogram session file after all: nothing to take
+        log.warning("migrate-db: %s: no peers read (%s)", path, e)
+    finally:
+        con.close()
+    log.info("migrate-db: bot.session: %d peers", n)
+    return n
+
+
 async def _copy(src: Database, dst: Database) -> dict[str, int]:
     counts: dict[str, int] = {}
     async with dst._tx() as tx:
@@ -101,6 +129,7 @@ async def _copy(src: Database, dst: Database) -> dict[str, int]:
                 n += len(page)
             counts[table] = n
             log.info("migrate-db: %s: %d rows", table, n)
+        counts["bot_peers"] += await _bot_session_peers(src, tx)
         # AUTOINCREMENT's high-water mark, which pruning leaves above MAX(id)
         seq = await src._scalar("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'") or 0
         name = await tx.scalar("SELECT pg_get_serial_sequence('jobs', 'id')")

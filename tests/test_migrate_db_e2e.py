@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,9 @@ async def test_migrate_db_moves_a_deployment_and_the_bot_carries_on(sim, clients
         settings = env.app.settings
 
     db_path = Path(settings.database_path)
+    # A deployment from before bot_peers: the bot's peers only in pyrogram's bot.session.
+    with sqlite3.connect(db_path) as con:
+        con.execute("DELETE FROM bot_peers")
     done = _migrate(db_path, pg_url)
     assert done.returncode == 0, done.stderr
     assert "jobs: 1 rows" in done.stdout and "user_sessions: 1 rows" in done.stdout
@@ -89,6 +93,7 @@ async def test_migrate_db_moves_a_deployment_and_the_bot_carries_on(sim, clients
     assert await _dump(pg_url) == copied
     # sessions moved as ciphertext, never decrypted on the way
     assert copied["user_sessions"][0][1] == before["session"]
+    assert me.id in {row[0] for row in copied["bot_peers"]}  # taken from bot.session
 
     app = App(dataclasses.replace(settings, database_url=pg_url))
     await app.start()
