@@ -170,6 +170,18 @@ class Database:
         """Bounded list: the LIMIT is part of the query, never trusted to the caller."""
         return [dict(r) for r in await self._page(f"{sql} LIMIT ?", (*params, int(limit)))]
 
+    # ------------------------------------------------------------------ notices
+
+    async def listen(self, channel: str, callback: Callable[[str], Any]) -> None:
+        """callback(payload) for every notify(channel, payload) of every process sharing this
+        database (PostgreSQL LISTEN/NOTIFY; on SQLite, this process's). Called on the event
+        loop; it must not block. Best effort: a notice can be lost on a dropped connection,
+        so a caller that must not miss one also polls the state now and then."""
+        await self._b.listen(channel, callback)
+
+    async def notify(self, channel: str, payload: str) -> None:
+        await self._b.notify(channel, str(payload))
+
     # ------------------------------------------------------------------ users
 
     async def ensure_user(self, user_id: int) -> bool:

@@ -65,6 +65,7 @@ class PostgresBackend:
         self._pool = pool
         self.url = url
         self._size = 0
+        self._listener: asyncpg.Connection | None = None
 
     @classmethod
     async def open(cls, url: str, pool_max: int = POOL_MAX) -> "PostgresBackend":
@@ -83,7 +84,22 @@ class PostgresBackend:
         return cls(pool, url)
 
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
         await self._pool.close()
+
+    async def listen(self, channel: str, callback) -> None:
+        """LISTEN on one connection of its own (a pooled one would be handed to others).
+        If that connection drops, notifications are lost until the next listen(): callers
+        keep a slow poll as well."""
+        if self._listener is None or self._listener.is_closed():
+            self._listener = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
+        await self._listener.add_listener(
+            channel, lambda _conn, _pid, _channel, payload: callback(payload))
+
+    async def notify(self, channel: str, payload: str) -> None:
+        await self.write("SELECT pg_notify(?, ?)", (channel, payload))
 
     async def migration_lock(self, tx: PostgresTx) -> None:
         await tx.scalar("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
