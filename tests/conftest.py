@@ -95,6 +95,7 @@ async def env_both(request, sim, clients, tmp_path):
     if request.param == "postgres":
         overrides["database_url"] = request.getfixturevalue("pg_url")
     async with bot_env(sim, clients, tmp_path, **overrides) as e:
+        assert e.app.db.dialect == request.param  # never silently the other backend
         yield e
 
 

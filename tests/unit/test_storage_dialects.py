@@ -80,3 +80,22 @@ async def test_a_notice_reaches_the_listeners_of_every_process(db_target):
         if sender is not listener:
             await sender.close()
         await listener.close()
+
+
+async def test_a_database_url_is_postgresql_and_a_path_is_sqlite(db_target, tmp_path,
+                                                                 monkeypatch):
+    """The PostgreSQL half of the suite must really run on the server: a URL taken for a
+    file name would pass every other test on SQLite."""
+    monkeypatch.chdir(tmp_path)
+    db = await Database.open(db_target)
+    try:
+        version = await db._scalar("SELECT sqlite_version()" if db.dialect == SQLITE
+                                   else "SELECT version()")
+        if db_target.startswith("postgresql://"):
+            assert db.dialect == POSTGRES and db.path is None
+            assert version.startswith("PostgreSQL")
+            assert not any(tmp_path.iterdir()), "a file was made for the URL"
+        else:
+            assert db.dialect == SQLITE and db.path.exists()
+    finally:
+        await db.close()
