@@ -26,10 +26,6 @@ POOL_MAX = 5  # per process: a front's handlers and a worker's transfers rarely 
 _MIGRATION_LOCK = 0x7467_6462  # "tgdb"
 
 
-def is_url(target: object) -> bool:
-    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
-
-
 def _rowcount(status: str) -> int:
     """asyncpg reports a command's tag ('INSERT 0 1', 'UPDATE 3'): its last word counts rows."""
     tail = status.rsplit(" ", 1)[-1] if status else ""

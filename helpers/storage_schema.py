@@ -28,6 +28,7 @@ Each difference and why it exists:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -244,6 +245,7 @@ def ddl(stmt: str | Dialects, dialect: str) -> str:
 _QMARK = re.compile(r"\?")
 
 
+@functools.lru_cache(maxsize=512)  # the same few dozen statements, translated once each
 def query(sql: str, dialect: str) -> str:
     """A query in the given dialect's placeholders. Queries hold no '?' inside string
     literals (values always travel as parameters), so every '?' is a placeholder."""
