@@ -78,7 +78,9 @@ class PostgresCluster:
 
     # lifecycle ----------------------------------------------------------------------------
     def start(self) -> "PostgresCluster":
-        self.root = Path(tempfile.mkdtemp(prefix="pgtest-"))
+        # As root, under /tmp (1777): a TMPDIR below /root would be closed to the postgres user.
+        base = "/tmp" if self._as_root and os.path.isdir("/tmp") else None
+        self.root = Path(tempfile.mkdtemp(prefix="pgtest-", dir=base))
         if self._as_root:
             try:
                 pw = pwd.getpwnam(SUPERUSER)
@@ -86,7 +88,6 @@ class PostgresCluster:
                 raise PostgresUnavailable(
                     f"running as root and there is no {SUPERUSER!r} user to run initdb as") from None
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
-            # the parent temp dir must be traversable by that user (it is: /tmp is 1777)
         data = self.root / "data"
         self._check(self._run("initdb", "-D", str(data), "-U", SUPERUSER, "--auth=trust",
                               "-E", "UTF8", "--locale=C", "--no-sync"), "initdb")
