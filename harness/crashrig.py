@@ -21,6 +21,7 @@ from harness.files import file_digest, write_random
 from harness.outcomes import FINAL, read_jobs, until_final
 from harness.ports import free_port
 from harness.processes import ROOT, bot_environment
+from harness.stored_state import query_now
 
 _JOB_RE = re.compile(r"Job #(\d+)")
 _STARTED = "MEMORY SNAPSHOT [startup]"
@@ -148,8 +149,11 @@ class Rig:
         return sorted(set(ids))
 
     def jobs(self) -> dict[int, dict]:
-        return {r["id"]: r for r in read_jobs(
-            self.db_path, "id, status, attempts, delivered, error, msg_id")}
+        columns = "id, status, attempts, delivered, error, msg_id"
+        if self.env.get("DATABASE_URL"):  # the rig runs on PostgreSQL
+            sql = f"SELECT {columns} FROM jobs ORDER BY id"
+            return {r["id"]: r for r in query_now(self.env["DATABASE_URL"], sql)}
+        return {r["id"]: r for r in read_jobs(self.db_path, columns)}
 
     async def all_final(self, n: int, timeout: float = 60) -> dict[int, dict]:
         return await until_final(self.jobs, n, timeout)

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 from pyrogram import Client, utils
 from pyrogram.crypto import rsa
 from pyrogram.storage import SQLiteStorage, UpdateState
+from pyrogram.storage.sqlite_storage import get_input_peer
 
 # connections ------------------------------------------------------------------------------
 
@@ -138,6 +139,52 @@ class RoutedStorage(SQLiteStorage):
         if value is object:
             return self._route(await self.dc_id())[1]
         return await super().port(value)
+
+
+class _MirroredPeers:
+    """Mixed into a SQLiteStorage: every peer the library stores also goes to `mirror`
+    (helpers.shared_peers.PeerMirror), and a peer it does not know is asked of the mirror
+    before the library gives up. Relies on the storage's update_peers (4-tuples: id, hash,
+    type, phone), get_peer_by_id (KeyError when unknown), save and close."""
+
+    mirror = None
+
+    async def update_peers(self, peers):
+        peers = list(peers)
+        await super().update_peers(peers)
+        if self.mirror is not None:
+            self.mirror.learned([(pid, h, t) for pid, h, t, _phone in peers])
+
+    async def save(self):
+        await super().save()
+        if self.mirror is not None:
+            await self.mirror.flush()
+
+    async def close(self):
+        if self.mirror is not None:
+            await self.mirror.flush()
+        await super().close()
+
+    async def get_peer_by_id(self, peer_id: int):
+        try:
+            return await super().get_peer_by_id(peer_id)
+        except KeyError:
+            row = await self.mirror.lookup(peer_id) if self.mirror is not None else None
+            if row is None:
+                raise
+            await super().update_peers([(row[0], row[1], row[2], None)])
+            return get_input_peer(*row)
+
+
+_mirrored: dict[type, type] = {}
+
+
+def mirrored_storage_class(base: type) -> type:
+    """`base` (SQLiteStorage or a subclass) whose peers are mirrored: set `.mirror` on it."""
+    cls = _mirrored.get(base)
+    if cls is None:
+        cls = _mirrored[base] = type(f"Mirrored{base.__name__}", (_MirroredPeers, base), {})
+    return cls
 
 
 # the dispatcher and the caches ------------------------------------------------------------

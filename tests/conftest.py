@@ -48,3 +48,61 @@ async def env(sim, clients, tmp_path):
     """The bot running against tgsim, with one logged-in person (env.people[0])."""
     async with bot_env(sim, clients, tmp_path) as e:
         yield e
+
+
+# PostgreSQL ------------------------------------------------------------------------------
+# One throwaway cluster per test run (harness/postgres.py), one fresh database per test.
+# Without PostgreSQL's server binaries the PostgreSQL half of the suite is skipped on a
+# laptop, and fails under CI (CI set), where .ci/run installs them.
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    from harness.postgres import PostgresCluster, PostgresUnavailable
+    try:
+        cluster = PostgresCluster().start()
+    except PostgresUnavailable as e:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(f"CI needs a PostgreSQL server: {e}")
+        pytest.skip(str(e))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster):
+    """A fresh, empty PostgreSQL database's URL (a DATABASE_URL), dropped after the test."""
+    url = pg_cluster.create_database()
+    yield url
+    pg_cluster.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_target(request, tmp_path):
+    """What Database.open takes, once per backend: a SQLite file path, then a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "state" / "bot.db")
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def env_both(request, sim, clients, tmp_path):
+    """`env` once on SQLite and once on PostgreSQL: for the end-to-end tests whose subject
+    is state (sessions, settings, jobs across a restart). A module opts in by defining its own
+    `env` fixture that returns env_both (see test_settings_e2e)."""
+    overrides = {}
+    if request.param == "postgres":
+        overrides["database_url"] = request.getfixturevalue("pg_url")
+    async with bot_env(sim, clients, tmp_path, **overrides) as e:
+        assert e.app.db.dialect == request.param  # never silently the other backend
+        yield e
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_environ(request):
+    """For a bot run as a process: the variables that choose its backend, {} (SQLite at its
+    DATABASE_PATH) or {"DATABASE_URL": a fresh PostgreSQL database}."""
+    if request.param == "sqlite":
+        return {}
+    return {"DATABASE_URL": request.getfixturevalue("pg_url")}

@@ -6,11 +6,20 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 
 from harness.botenv import READER, bot_env, login, wait_until
 from harness.chats import chat_link as _link
 from harness.chats import private_channel as _private_channel
 from harness.files import file_digest, write_random
+from harness.stored_state import stored_bytes
+
+
+@pytest.fixture
+def env(env_both):
+    """On SQLite and on PostgreSQL: sessions are stored state."""
+    return env_both
 
 
 def _spaced(code: str) -> str:
@@ -30,13 +39,9 @@ async def _wait_deleted(env, person, ids, timeout=5.0) -> bool:
     return False
 
 
-def _secrets_absent(env, *values: str) -> None:
+async def _secrets_absent(env, *values: str) -> None:
     logs = Path(env.app.settings.log_file).read_text(errors="replace")
-    db = b""
-    for suffix in ("", "-wal"):
-        path = Path(env.app.settings.database_path + suffix)
-        if path.exists():
-            db += path.read_bytes()
+    db = await stored_bytes(env.app)
     for value in values:
         assert value not in logs, "secret in logs.txt"
         assert value.encode() not in db, "plaintext secret in the database"
@@ -75,7 +80,7 @@ async def test_login_with_2fa_reads_private_protected_channel(env):
 
     blob = await env.app.db.load_session(secure.id)
     session_string = env.app.cipher.decrypt(blob)
-    _secrets_absent(env, session_string, secure.phone.lstrip("+"), "correct horse 42",
+    await _secrets_absent(env, session_string, secure.phone.lstrip("+"), "correct horse 42",
                     env.sim.world.login_code)
 
     await secure.ask("/logout", "Logged out")
@@ -101,7 +106,7 @@ async def test_login_wrong_code_then_right_and_protected_media_via_session(env):
     ids.append((await me.say("1-2-3-4-5")).id)
     await me.expect_text("Logged in as")
     assert await _wait_deleted(env, me, ids)
-    _secrets_absent(env, me.phone.lstrip("+"))
+    await _secrets_absent(env, me.phone.lstrip("+"))
 
     ch = await _private_channel(owner, "Clips", me)
     src = write_random(env.work / "v.mp4", 1_200_000)

@@ -222,3 +222,18 @@ def test_tl_objects_name_and_fields():
     assert ca.is_tl_object(peer) and not ca.is_tl_object("text")
     assert ca.tl_name(peer) == "types.InputPeerChannel" and ca.tl_name("x") == "str"
     assert list(ca.tl_fields(peer)) == [5, 6] and list(ca.tl_fields(3)) == []
+
+
+def test_mirrored_storage_relies_on_the_storage_peer_methods():
+    import inspect
+
+    from pyrogram.storage import SQLiteStorage
+    from pyrogram.storage.sqlite_storage import get_input_peer
+
+    for name in ("update_peers", "get_peer_by_id", "save", "close"):
+        assert inspect.iscoroutinefunction(getattr(SQLiteStorage, name)), name
+    assert params(SQLiteStorage.update_peers) == ["self", "peers"]
+    assert params(SQLiteStorage.get_peer_by_id) == ["self", "peer_id"]
+    assert params(get_input_peer) == ["peer_id", "access_hash", "peer_type"]
+    cls = ca.mirrored_storage_class(SQLiteStorage)
+    assert issubclass(cls, SQLiteStorage) and ca.mirrored_storage_class(SQLiteStorage) is cls
