@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import logging
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Callable
 
@@ -237,7 +238,10 @@ class App:
         for value in (s.api_hash, s.bot_token, s.session_key, s.metrics_token):
             if value:
                 register_secret(value, pinned=True)
-        self.db = await Database.open(s.database_path, clock=self.clock)
+        if s.database_url:  # the URL and, in case a driver error quotes it alone, its password
+            register_secret(s.database_url, pinned=True)
+            register_secret(urllib.parse.urlsplit(s.database_url).password or "", pinned=True)
+        self.db = await Database.open(s.database_url or s.database_path, clock=self.clock)
         self.janitor.db, self.janitor.history_s = self.db, s.job_history_days * 86400
         await self._open_cipher()
         self.sessions = SessionManager(

@@ -28,11 +28,24 @@ _HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", re.ASC
 # Cloud Run).
 DEPLOYMENT_MARKERS = ("RENDER", "RENDER_EXTERNAL_URL", "RENDER_SERVICE_ID", "DYNO",
                       "FLY_APP_NAME", "RAILWAY_ENVIRONMENT", "K_SERVICE")
-_SECRET_FIELDS = frozenset({"api_hash", "bot_token", "session_key", "metrics_token"})
+_SECRET_FIELDS = frozenset({"api_hash", "bot_token", "session_key", "metrics_token",
+                            "database_url"})
 
 
 class ConfigError(Exception):
     """A setting is malformed; ``str(err)`` is one line fit to print before exiting."""
+
+
+def _database_url(value: str | None) -> str:
+    """Only PostgreSQL URLs: anything else is a typo that would otherwise silently fall
+    back to a SQLite file nobody else can see. The value is never echoed (it holds a
+    password)."""
+    if value is None:
+        return ""
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("DATABASE_URL must be a PostgreSQL URL "
+                          "(postgresql://user:password@host:port/dbname)")
+    return value
 
 
 @dataclass(frozen=True, repr=False)
@@ -46,6 +59,9 @@ class Settings:
     admin_ids: tuple[int, ...] = ()
     session_key: str = ""
     database_path: str = "data/bot.db"
+    # postgresql://user:password@host:port/db: all state in PostgreSQL; empty: SQLite at
+    # database_path (which still holds the bot's own pyrogram session file beside it)
+    database_url: str = ""
     assets_dir: str = "Assets"
     log_file: str = "logs.txt"
     max_concurrent_downloads: int = 4
@@ -317,6 +333,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
         admin_ids=admin_ids,
         session_key=r.raw("SESSION_KEY") or "",
         database_path=r.path("DATABASE_PATH", "data/bot.db"),
+        database_url=_database_url(r.raw("DATABASE_URL")),
         assets_dir=r.path("ASSETS_DIR", "Assets"),
         log_file=r.path("LOG_FILE", "logs.txt"),
         max_concurrent_downloads=r.int("MAX_CONCURRENT_DOWNLOADS", 2 if constrained else 4,

@@ -1,24 +1,28 @@
-"""Persistent state on SQLite (aiosqlite).
+"""Persistent state: the storage interface of the whole bot.
 
 The database is the source of truth for users, jobs and encrypted sessions: every
 write is committed before the call returns, so a kill -9 loses nothing that a caller
 was told had happened. Reads that can grow with the user base are paged by key
 (never fetchall), so memory stays flat however large the tables get.
+
+Two backends sit behind this one class: SQLite on the instance's disk (DATABASE_PATH, the
+embedded default, helpers/storage_sqlite.py) and PostgreSQL (DATABASE_URL, shared by any
+number of processes, helpers/storage_postgres.py). The schema and its migrations are one
+list (helpers/storage_schema.py); every query here is written once, in the SQL both share,
+so nothing above this class knows which one is in use.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as _dt
 import json
 import logging
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 
-import aiosqlite
+from helpers.storage_schema import MIGRATIONS, SQLITE, Dialects, ddl
+from helpers.storage_sqlite import LOCKED_RETRY_S, SqliteBackend  # noqa: F401 - re-exported
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATUSES = frozenset({"done", "failed", "cancelled"})
@@ -27,121 +31,10 @@ ACTIVE_STATUSES = ("queued", "running")
 # Page size for keyset iteration: small enough to bound memory, large enough that a
 # broadcast over many users does not pay one round trip per row.
 _PAGE = 500
-LOCKED_RETRY_S = 30.0  # beyond the 5 s busy timeout, before a write gives up
 
 log = logging.getLogger(__name__)
 
-# Append-only: a released migration is never edited, a new one is added instead.
-_MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
-    (
-        1,
-        (
-            """CREATE TABLE users (
-                id            INTEGER PRIMARY KEY,
-                first_seen    REAL    NOT NULL,
-                tier          TEXT    NOT NULL DEFAULT 'free'
-                              CHECK (tier IN ('free', 'premium')),
-                premium_until REAL    NULL,
-                banned        INTEGER NOT NULL DEFAULT 0,
-                is_admin      INTEGER NOT NULL DEFAULT 0,
-                settings_json TEXT    NOT NULL DEFAULT '{}'
-            )""",
-            """CREATE TABLE jobs (
-                id               INTEGER PRIMARY KEY AUTOINCREMENT,
-                user_id          INTEGER NOT NULL REFERENCES users(id),
-                chat_ref         TEXT    NOT NULL,
-                msg_id           INTEGER NOT NULL,
-                topic_id         INTEGER NULL,
-                premium          INTEGER NOT NULL DEFAULT 0,
-                status           TEXT    NOT NULL DEFAULT 'queued'
-                                 CHECK (status IN ('queued', 'running', 'done',
-                                                   'failed', 'cancelled')),
-                attempts         INTEGER NOT NULL DEFAULT 0,
-                created          REAL    NOT NULL,
-                started          REAL    NULL,
-                finished         REAL    NULL,
-                error            TEXT    NULL,
-                progress_chat_id INTEGER NULL,
-                progress_msg_id  INTEGER NULL,
-                bytes            INTEGER NOT NULL DEFAULT 0,
-                delivered        INTEGER NOT NULL DEFAULT 0
-            )""",
-            "CREATE INDEX jobs_status_order ON jobs(status, premium DESC, id)",
-            "CREATE INDEX jobs_user_status ON jobs(user_id, status)",
-            "CREATE INDEX jobs_user_created ON jobs(user_id, created)",
-            """CREATE TABLE user_sessions (
-                user_id      INTEGER PRIMARY KEY REFERENCES users(id),
-                session_blob BLOB    NOT NULL,
-                created      REAL    NOT NULL,
-                last_used    REAL    NOT NULL
-            )""",
-            """CREATE TABLE job_files (
-                job_id     INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-                path       TEXT    NOT NULL,
-                size       INTEGER NOT NULL DEFAULT 0,
-                parts_done TEXT    NOT NULL DEFAULT '',
-                PRIMARY KEY (job_id, path)
-            )""",
-        ),
-    ),
-    (
-        2,
-        (
-            # Incoming messages already acted upon, so a catch-up that fetches them again
-            # (updates.getDifference after a restart) acts on none of them twice.
-            """CREATE TABLE handled_messages (
-                chat_id INTEGER NOT NULL,
-                msg_id  INTEGER NOT NULL,
-                handled REAL    NOT NULL,
-                PRIMARY KEY (chat_id, msg_id)
-            ) WITHOUT ROWID""",
-            "CREATE INDEX handled_messages_time ON handled_messages(handled)",
-            # The bot's update state (pts/qts/date/seq) up to which everything is handled.
-            """CREATE TABLE update_state (
-                id   INTEGER PRIMARY KEY CHECK (id = 0),
-                pts  INTEGER NOT NULL,
-                qts  INTEGER NOT NULL,
-                date INTEGER NOT NULL,
-                seq  INTEGER NOT NULL
-            )""",
-        ),
-    ),
-    (
-        3,
-        (
-            # A user session's known peers (helpers/peers.py), encrypted like the session.
-            "ALTER TABLE user_sessions ADD COLUMN peers_blob BLOB NULL",
-        ),
-    ),
-    (
-        # Running totals for /stats, kept by triggers so that no code path can forget them
-        # and so that pruning old jobs (prune_jobs) does not change what /stats reports.
-        4,
-        (
-            "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL DEFAULT 0)",
-            "INSERT INTO counters(name, value) SELECT 'jobs_' || s.status, COUNT(j.id) FROM "
-            "(SELECT 'done' AS status UNION SELECT 'failed' UNION SELECT 'cancelled') s "
-            "LEFT JOIN jobs j ON j.status = s.status GROUP BY s.status",
-            "INSERT INTO counters(name, value) SELECT 'bytes', COALESCE(SUM(bytes), 0) FROM jobs",
-            "INSERT INTO counters(name, value) SELECT 'users', COUNT(*) FROM users",
-            """CREATE TRIGGER jobs_count_final AFTER UPDATE OF status ON jobs
-               WHEN NEW.status IN ('done', 'failed', 'cancelled')
-                AND OLD.status NOT IN ('done', 'failed', 'cancelled')
-               BEGIN UPDATE counters SET value = value + 1 WHERE name = 'jobs_' || NEW.status;
-               END""",
-            """CREATE TRIGGER jobs_count_bytes AFTER UPDATE OF bytes ON jobs
-               WHEN NEW.bytes != OLD.bytes
-               BEGIN UPDATE counters SET value = value + NEW.bytes - OLD.bytes
-                     WHERE name = 'bytes'; END""",
-            """CREATE TRIGGER users_count_insert AFTER INSERT ON users
-               BEGIN UPDATE counters SET value = value + 1 WHERE name = 'users'; END""",
-            """CREATE TRIGGER users_count_delete AFTER DELETE ON users
-               BEGIN UPDATE counters SET value = value - 1 WHERE name = 'users'; END""",
-            # prune_jobs walks final jobs by age.
-            "CREATE INDEX jobs_finished ON jobs(finished) WHERE finished IS NOT NULL",
-        ),
-    ),
-]
+_MIGRATIONS = MIGRATIONS  # the name tests and older callers know
 
 _JOB_COLUMNS = (
     "id, user_id, chat_ref, msg_id, topic_id, premium, status, attempts, created, "
@@ -171,40 +64,17 @@ def _utc_midnight(now: float) -> float:
     return _dt.datetime(d.year, d.month, d.day, tzinfo=_dt.timezone.utc).timestamp()
 
 
-async def _incremental_auto_vacuum(conn: aiosqlite.Connection) -> None:
-    """Pages freed by pruning go back to the file system on compact() instead of staying
-    in the file. A database made before this setting existed is rebuilt once (VACUUM), the
-    only way SQLite switches an existing file; a new one just takes the setting."""
-    cur = await conn.execute("PRAGMA auto_vacuum")
-    (mode,) = await cur.fetchone()
-    await cur.close()
-    if mode == 2:
-        return
-    await conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-    cur = await conn.execute("SELECT COUNT(*) FROM sqlite_master")
-    (objects,) = await cur.fetchone()
-    await cur.close()
-    if objects:
-        log.info("database: switching to incremental auto_vacuum (one VACUUM)")
-        await conn.execute("VACUUM")
+def is_database_url(target: object) -> bool:
+    """A PostgreSQL URL (DATABASE_URL) rather than a SQLite file path."""
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
 
 class Database:
-    """One aiosqlite connection shared by the whole process.
+    """The bot's state, on SQLite or PostgreSQL (see the module docstring)."""
 
-    Every statement is serialised by an asyncio lock: the connection runs in autocommit
-    mode, and a multi-statement transaction from one coroutine must not absorb (or roll
-    back) another coroutine's statement that lands in between. Reads take the lock too:
-    on a shared connection a read between BEGIN and COMMIT would see rows that a
-    ROLLBACK may still erase (a dirty read). The connection's single thread runs one
-    statement at a time anyway, so the lock costs no throughput.
-    """
-
-    def __init__(self, conn: aiosqlite.Connection, path: Path,
-                 clock: Callable[[], float] | None = None):
-        self._conn = conn
-        self.path = path
-        self._wlock = asyncio.Lock()
+    def __init__(self, backend, clock: Callable[[], float] | None = None):
+        self._b = backend
+        self.path: Path | None = backend.path  # None on PostgreSQL
         # Wall clock of every stored timestamp (created, finished, first_seen, daily caps,
         # premium expiry): a test advances it to live through weeks in seconds.
         self._clock = clock or time.time
@@ -212,117 +82,79 @@ class Database:
     def now(self) -> float:
         return self._clock()
 
+    @property
+    def dialect(self) -> str:
+        """'sqlite' or 'postgres': for the few callers whose SQL only one engine has
+        (claiming with SKIP LOCKED); everything else must not ask."""
+        return self._b.dialect
+
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    async def open(cls, path: str | Path,
+    async def open(cls, target: str | Path,
                    clock: Callable[[], float] | None = None) -> "Database":
-        path = Path(path)
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: autocommit; transactions are explicit (BEGIN IMMEDIATE).
-        conn = await aiosqlite.connect(str(path), isolation_level=None)
+        """target: a SQLite file path (DATABASE_PATH) or a postgresql:// URL (DATABASE_URL)."""
+        if is_database_url(target):
+            from helpers.storage_postgres import PostgresBackend  # asyncpg only when used
+            backend = await PostgresBackend.open(str(target))
+        else:
+            backend = await SqliteBackend.open(target)
+        db = cls(backend, clock)
         try:
-            conn.row_factory = aiosqlite.Row
-            await _incremental_auto_vacuum(conn)
-            await conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL under WAL survives a process crash (kill -9); only an OS crash or
-            # power cut can lose the last commits, and it costs far fewer fsyncs.
-            await conn.execute("PRAGMA synchronous=NORMAL")
-            await conn.execute("PRAGMA busy_timeout=5000")
-            await conn.execute("PRAGMA foreign_keys=ON")
-            db = cls(conn, path, clock)
             await db._migrate()
         except BaseException:
-            await conn.close()
+            await backend.close()
             raise
         return db
 
     async def close(self) -> None:
-        async with self._wlock:
-            await self._conn.close()
+        await self._b.close()
 
     async def _migrate(self) -> None:
-        async with self._tx() as conn:
-            await conn.execute(
+        dialect = self._b.dialect
+        async with self._b.tx() as tx:
+            if dialect != SQLITE:  # SQLite's BEGIN IMMEDIATE already excludes other writers
+                await self._b.migration_lock(tx)
+            await tx.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
             )
-            cur = await conn.execute("SELECT MAX(version) FROM schema_version")
-            row = await cur.fetchone()
-            await cur.close()
-            current = row[0] or 0
+            current = await tx.scalar("SELECT MAX(version) FROM schema_version") or 0
             for version, statements in _MIGRATIONS:
                 if version <= current:
                     continue
-                for sql in statements:
-                    await conn.execute(sql)
-                await conn.execute("INSERT INTO schema_version(version) VALUES (?)", (version,))
+                for stmt in statements:
+                    sql = ddl(stmt, dialect)
+                    if isinstance(stmt, Dialects) and dialect != SQLITE:
+                        await tx.script(sql)  # a function and its trigger: two statements
+                    else:
+                        await tx.execute(sql)
+                await tx.execute("INSERT INTO schema_version(version) VALUES (?)", (version,))
 
     async def schema_version(self) -> int:
         return int(await self._scalar("SELECT MAX(version) FROM schema_version") or 0)
 
     # ------------------------------------------------------------------ plumbing
 
-    async def _locked_retry(self, sql: str, params: Sequence[Any] = ()):
-        """Execute, waiting out another process's lock past the busy timeout: a backup or
-        an operator's sqlite3 shell must delay a write, not lose it."""
-        deadline = time.monotonic() + LOCKED_RETRY_S
-        delay = 0.2
-        while True:
-            try:
-                return await self._conn.execute(sql, params)
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) and "busy" not in str(e):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise
-                log.warning("database locked; retrying in %.1f s", delay)
-                await asyncio.sleep(delay)
-                delay = min(2.0, delay * 2)
-
-    @contextlib.asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._wlock:
-            await self._locked_retry("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-            else:
-                await self._conn.execute("COMMIT")
+    def _tx(self):
+        """One transaction: `async with db._tx() as tx: await tx.execute(sql, params)`
+        (also tx.fetchone, tx.scalar); committed at the end, rolled back on an exception."""
+        return self._b.tx()
 
     async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Single-statement write, committed on return; returns the rowcount."""
-        async with self._wlock:
-            cur = await self._locked_retry(sql, params)
-            n = cur.rowcount
-            await cur.close()
-            return n
+        return await self._b.write(sql, params)
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> dict | None:
-        async with self._wlock:
-            cur = await self._conn.execute(sql, params)
-            try:
-                row = await cur.fetchone()
-            finally:
-                await cur.close()
+        row = await self._b.fetchone(sql, params)
         return dict(row) if row is not None else None
 
     async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with self._wlock:
-            cur = await self._conn.execute(sql, params)
-            try:
-                row = await cur.fetchone()
-            finally:
-                await cur.close()
+        row = await self._b.fetchone(sql, params)
         return row[0] if row is not None else None
 
     async def _page(self, sql: str, params: Sequence[Any]) -> list:
-        """One bounded page of rows, read under the lock (see the class docstring)."""
-        async with self._wlock:
-            async with self._conn.execute(sql, params) as cur:
-                return [row async for row in cur]
+        """One bounded page of rows."""
+        return await self._b.page(sql, params)
 
     async def _limited(self, sql: str, params: Sequence[Any], limit: int) -> list[dict]:
         """Bounded list: the LIMIT is part of the query, never trusted to the caller."""
@@ -333,7 +165,7 @@ class Database:
     async def ensure_user(self, user_id: int) -> bool:
         """Returns True when the user is new (first contact)."""
         n = await self._write(
-            "INSERT OR IGNORE INTO users(id, first_seen) VALUES (?, ?)",
+            "INSERT INTO users(id, first_seen) VALUES (?, ?) ON CONFLICT DO NOTHING",
             (int(user_id), self._clock()),
         )
         return n > 0
@@ -442,28 +274,25 @@ class Database:
         transaction, so a crash leaves either both or neither; AlreadyHandled if it was."""
         now = self._clock()
         ids: list[int] = []
-        async with self._tx() as conn:
+        async with self._tx() as tx:
             if source is not None:
-                cur = await conn.execute(
-                    "INSERT OR IGNORE INTO handled_messages(chat_id, msg_id, handled) "
-                    "VALUES (?, ?, ?)", (int(source[0]), int(source[1]), now))
-                fresh = cur.rowcount == 1
-                await cur.close()
+                fresh = await tx.execute(
+                    "INSERT INTO handled_messages(chat_id, msg_id, handled) "
+                    "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    (int(source[0]), int(source[1]), now)) == 1
                 if not fresh:
                     raise AlreadyHandled(source)
             for user_id, chat_ref, msg_id, topic_id, premium in jobs:
-                await conn.execute(
-                    "INSERT OR IGNORE INTO users(id, first_seen) VALUES (?, ?)",
+                await tx.execute(
+                    "INSERT INTO users(id, first_seen) VALUES (?, ?) ON CONFLICT DO NOTHING",
                     (int(user_id), now),
                 )
-                cur = await conn.execute(
+                ids.append(await tx.scalar(
                     "INSERT INTO jobs(user_id, chat_ref, msg_id, topic_id, premium, "
-                    "status, created) VALUES (?, ?, ?, ?, ?, 'queued', ?)",
+                    "status, created) VALUES (?, ?, ?, ?, ?, 'queued', ?) RETURNING id",
                     (int(user_id), str(chat_ref), int(msg_id),
                      None if topic_id is None else int(topic_id), int(bool(premium)), now),
-                )
-                ids.append(cur.lastrowid)
-                await cur.close()
+                ))
         return ids
 
     # ------------------------------------------------------------------ catch-up
@@ -471,7 +300,8 @@ class Database:
     async def mark_handled(self, chat_id: int, msg_id: int) -> bool:
         """True if this call marked it (the caller acts on the message), False if done."""
         return await self._write(
-            "INSERT OR IGNORE INTO handled_messages(chat_id, msg_id, handled) VALUES (?, ?, ?)",
+            "INSERT INTO handled_messages(chat_id, msg_id, handled) VALUES (?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
             (int(chat_id), int(msg_id), time.time())) == 1
 
     async def was_handled(self, chat_id: int, msg_id: int) -> bool:
@@ -634,20 +464,12 @@ class Database:
     async def compact(self) -> None:
         """Give the pages freed by pruning back to the file system and empty the WAL, so
         the files on disk stay the size of the live data, not of everything ever written."""
-        async with self._wlock:
-            # executescript steps the pragma to its end; execute() steps it once, which
-            # frees a single page.
-            await self._conn.executescript("PRAGMA incremental_vacuum")
-            async with self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
-                await cur.fetchall()
+        await self._b.compact()
 
     def file_bytes(self) -> int:
-        """The database's size on disk: the main file plus its WAL."""
-        total = 0
-        for suffix in ("", "-wal"):
-            with contextlib.suppress(OSError):
-                total += Path(f"{self.path}{suffix}").stat().st_size
-        return total
+        """The database's size: on SQLite the main file plus its WAL; on PostgreSQL the
+        server's figure as of the last compact()."""
+        return self._b.size_bytes()
 
     # ------------------------------------------------------------------ job files (resume)
 
@@ -672,11 +494,12 @@ class Database:
 
     async def save_session(self, user_id: int, blob: bytes) -> None:
         now = self._clock()
-        async with self._tx() as conn:
-            await conn.execute(
-                "INSERT OR IGNORE INTO users(id, first_seen) VALUES (?, ?)", (int(user_id), now)
+        async with self._tx() as tx:
+            await tx.execute(
+                "INSERT INTO users(id, first_seen) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (int(user_id), now),
             )
-            await conn.execute(
+            await tx.execute(
                 "INSERT INTO user_sessions(user_id, session_blob, created, last_used) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT(user_id) DO UPDATE SET "
                 "session_blob = excluded.session_blob, created = excluded.created, "

@@ -50,3 +50,37 @@ async def env(sim, clients, tmp_path):
     """The bot running against tgsim, with one logged-in person (env.people[0])."""
     async with bot_env(sim, clients, tmp_path) as e:
         yield e
+
+
+# PostgreSQL ------------------------------------------------------------------------------
+# One throwaway cluster per test run (harness/postgres.py), one fresh database per test.
+# Without PostgreSQL's server binaries the PostgreSQL half of the suite is skipped on a
+# laptop, and fails under CI (CI set), where .ci/run installs them.
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    from harness.postgres import PostgresCluster, PostgresUnavailable
+    try:
+        cluster = PostgresCluster().start()
+    except PostgresUnavailable as e:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(f"CI needs a PostgreSQL server: {e}")
+        pytest.skip(str(e))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster):
+    """A fresh, empty PostgreSQL database's URL (a DATABASE_URL)."""
+    return pg_cluster.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_target(request, tmp_path):
+    """What Database.open takes, once per backend: a SQLite file path, then a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "state" / "bot.db")
+    return request.getfixturevalue("pg_url")

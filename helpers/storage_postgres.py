@@ -1,0 +1,103 @@
+"""The shared backend: a small asyncpg pool to PostgreSQL (DATABASE_URL).
+
+Unlike the SQLite backend nothing is serialised here: PostgreSQL isolates each pooled
+connection's transaction (a read never sees another's uncommitted rows), and several
+processes (front, workers) write to the same database at once. Every statement is
+written with '?' placeholders and translated once, in helpers.storage_schema.query.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, AsyncIterator, Sequence
+
+import asyncpg
+
+from helpers.storage_schema import POSTGRES, query
+
+log = logging.getLogger("helpers.database")
+
+POOL_MAX = 5  # per process: a front's handlers and a worker's transfers rarely need more
+# Any constant of our own: processes starting together run the migrations one at a time
+# (CREATE TABLE IF NOT EXISTS alone races between two sessions in PostgreSQL).
+_MIGRATION_LOCK = 0x7467_6462  # "tgdb"
+
+
+def is_url(target: object) -> bool:
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+def _rowcount(status: str) -> int:
+    """asyncpg reports a command's tag ('INSERT 0 1', 'UPDATE 3'): its last word counts rows."""
+    tail = status.rsplit(" ", 1)[-1] if status else ""
+    return int(tail) if tail.isdigit() else 0
+
+
+class PostgresTx:
+    def __init__(self, conn: asyncpg.Connection):
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return _rowcount(await self._conn.execute(query(sql, POSTGRES), *params))
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()):
+        return await self._conn.fetchrow(query(sql, POSTGRES), *params)
+
+    async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return await self._conn.fetchval(query(sql, POSTGRES), *params)
+
+    async def script(self, sql: str) -> None:
+        """Several statements, no parameters (a trigger and its function)."""
+        await self._conn.execute(sql)
+
+
+class PostgresBackend:
+    dialect = POSTGRES
+    path = None  # nothing on the instance's disk
+
+    def __init__(self, pool: asyncpg.Pool, url: str):
+        self._pool = pool
+        self.url = url
+        self._size = 0
+
+    @classmethod
+    async def open(cls, url: str, pool_max: int = POOL_MAX) -> "PostgresBackend":
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_max,
+                                         command_timeout=60)
+        return cls(pool, url)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def migration_lock(self, tx: PostgresTx) -> None:
+        await tx.scalar("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+
+    @contextlib.asynccontextmanager
+    async def tx(self) -> AsyncIterator[PostgresTx]:
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                yield PostgresTx(conn)
+
+    async def write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self._pool.acquire() as conn:
+            return _rowcount(await conn.execute(query(sql, POSTGRES), *params))
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()):
+        async with self._pool.acquire() as conn:
+            return await conn.fetchrow(query(sql, POSTGRES), *params)
+
+    async def page(self, sql: str, params: Sequence[Any]) -> list:
+        async with self._pool.acquire() as conn:
+            return await conn.fetch(query(sql, POSTGRES), *params)
+
+    async def compact(self) -> None:
+        """Autovacuum gives dead rows' space back for reuse on its own; what is left is to
+        learn the size for the janitor's log line."""
+        async with self._pool.acquire() as conn:
+            self._size = int(await conn.fetchval(
+                "SELECT pg_database_size(current_database())") or 0)
+
+    def size_bytes(self) -> int:
+        """The database's size as of the last compact() (PostgreSQL's files are not ours)."""
+        return self._size
