@@ -1,6 +1,8 @@
 """`python -m bot` runs the bot; `python -m bot --sim` (or `rehearse`) rehearses it against
 tgsim in one process; `python -m bot rehearse --users N ...` runs the load rehearsal with tgsim
-and the bot as separate processes; `python -m bot genkey` prints a fresh SESSION_KEY."""
+and the bot as separate processes; `python -m bot genkey` prints a fresh SESSION_KEY;
+`python -m bot front` / `python -m bot worker` run the scaled layout's roles over PostgreSQL
+(bot/fleet.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import sys
 
 from bot.config import ConfigError, load_settings
 
-USAGE = "python -m bot [--sim | genkey | rehearse [--users N --jobs M --file-mb S ...]]"
+USAGE = ("python -m bot [--sim | genkey | front | worker | "
+         "rehearse [--users N --jobs M --file-mb S ...]]")
 
 
 def _start_tracemalloc(loop: asyncio.AbstractEventLoop) -> None:
@@ -35,7 +38,7 @@ def _start_tracemalloc(loop: asyncio.AbstractEventLoop) -> None:
     loop.add_signal_handler(signal.SIGUSR1, dump)
 
 
-def _run_bot(settings) -> int:
+def _run_bot(settings, role: str | None = None) -> int:
     # Render sends SIGTERM on every deploy, maybe while the heavy imports below still run.
     # Nothing is open during them, so a stop then leaves at once; after them it is noted
     # and honoured at whatever stage start-up has reached.
@@ -44,6 +47,11 @@ def _run_bot(settings) -> int:
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     from bot.app import App
     from bot.startup import StartupError
+
+    if role is not None:  # the scaled layout's front or worker (bot/fleet.py)
+        from bot.fleet import app_for
+
+        App = app_for(role)  # noqa: N806
 
     for sig in previous:
         signal.signal(sig, lambda signum, _frame: early.append(signum))
@@ -138,6 +146,14 @@ def main(argv: list[str]) -> int:
     except ConfigError as e:
         print(f"Configuration error: {e}", file=sys.stderr)
         return 2
+    if argv in (["front"], ["worker"]):
+        from bot.fleet import check_role
+
+        problem = check_role(settings, argv[0])
+        if problem:
+            print(f"Configuration error: {problem}", file=sys.stderr)
+            return 2
+        return _run_bot(settings, argv[0])
     if argv in (["--sim"], ["rehearse"]):
         from bot.rehearsal import rehearse
 
