@@ -29,6 +29,7 @@ from pyrogram import Client
 from bot.app import App
 from bot.config import ConfigError
 from bot.startup import login_bot
+from helpers import peers
 from helpers.database import Database
 from helpers.fleet_front import FrontQueue, fleet_lines
 from helpers.fleet_pipeline import FleetPipeline
@@ -144,7 +145,7 @@ class FrontApp(App):
         s = self.settings
         return FrontQueue(self.db, self.fleet, max_queue=s.max_queue,
                           max_per_user=s.max_jobs_per_user, lease_s=self.fleet_settings.lease_s,
-                          notify=self.notify)
+                          notify=self.notify, bot_peers=lambda ids: peers.export(self.bot, ids))
 
     async def start(self) -> None:
         self.fleet = await _open_store(self.settings)

@@ -24,7 +24,7 @@ _TICK_S = 1.0
 
 class FrontQueue(QueueManager):
     def __init__(self, db, store: FleetStore, *, max_queue: int, max_per_user: int,
-                 lease_s: float, notify=None):
+                 lease_s: float, notify=None, bot_peers=None):
         async def never(_row):  # the front runs no job
             raise RuntimeError("the front does not run jobs")
 
@@ -32,6 +32,8 @@ class FrontQueue(QueueManager):
                          max_per_user=max_per_user, notify=notify, announce_start=False)
         self.store = store
         self.lease_s = float(lease_s)
+        # async (chat ids) -> the front bot's (id, access_hash, kind) rows for them
+        self._bot_peers = bot_peers
         self._waiting = 0
         self._running = 0
         self._page: list[dict] = []
@@ -112,9 +114,23 @@ class FrontQueue(QueueManager):
         accepted = [(job_id, await self.store.position(job_id) or 1)
                     for job_id, _ in result.accepted]
         if accepted:
+            await self._share_peers(refs)
             await self.store.wake_workers()
             self._waiting = await self.store.count_status("queued")
         return SubmitResult(accepted, result.refused, result.reason)
+
+    async def _share_peers(self, refs) -> None:
+        """A private chat's access hash, which only the front learns (it alone takes the
+        bot's updates), goes to the database for the worker that reads the chat."""
+        if self._bot_peers is None:
+            return
+        ids = sorted({int(r[0]) for r in refs if str(r[0]).lstrip("-").isdigit()})
+        if not ids:
+            return
+        try:
+            await self.store.save_bot_peers(await self._bot_peers(ids))
+        except Exception:  # noqa: BLE001 - the worker then says it cannot open the chat
+            log.warning("fleet: could not share the bot's peers", exc_info=True)
 
     async def user_jobs(self, user_id: int) -> list[tuple[int, str, int | None]]:
         rows = await self.db.jobs_of_user(

@@ -8,8 +8,8 @@ How a job is delivered once though its worker may die at any moment:
 A worker that takes the job over after the first died re-runs it. If it finds `delivered`
 set it only says so (the pipeline's own check). Otherwise it sends again with the same ids;
 if the first worker's send had reached Telegram, Telegram answers RANDOM_ID_DUPLICATE and
-posts nothing, which this worker takes as "delivered before" (only when an intent was
-recorded: without one nothing can have been sent, and the error is a real one).
+posts nothing, which this worker takes as "delivered before". A job of several sends (a file
+split in parts) stops at the first duplicate: the parts after it are not sent again.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import logging
 
 from pyrogram import errors
 
-from helpers import delivery_ids
-from helpers.pipeline import Pipeline
+from helpers import delivery_ids, peers
+from helpers.pipeline import Pipeline, chat_of
 
 log = logging.getLogger("fleet")
 
@@ -36,15 +36,28 @@ class FleetPipeline(Pipeline):
         delivery_ids.install(self.bot)
         self.duplicates_caught = 0
 
+    async def run(self, job: dict) -> None:
+        chat = chat_of(job["chat_ref"])
+        if isinstance(chat, int):  # the front learned its access hash; this client did not
+            try:
+                await peers.install(self.bot, await self.store.load_bot_peers([chat]))
+            except Exception:  # noqa: BLE001 - without it the job says it cannot open it
+                log.warning("job #%s: could not load the bot's peer", job["id"], exc_info=True)
+        await super().run(job)
+
     async def _deliver_from(self, client, chat, msg, job, reporter) -> str:
         earlier = await self.store.record_intent(self.worker, job["id"])
         with delivery_ids.scope(self.id_secret, job["id"]):
             try:
                 return await super()._deliver_from(client, chat, msg, job, reporter)
             except _DUPLICATE:
-                if not earlier:
-                    raise
+                # The ids are this job's alone: a duplicate is a send of ours that reached
+                # Telegram, from an earlier attempt (intent recorded) or from the client
+                # library resending a request whose answer was lost.
                 self.duplicates_caught += 1
-                log.warning("job #%s: Telegram already has its message (RANDOM_ID_DUPLICATE): "
-                            "delivered by the worker that held it before", job["id"])
-                return "delivered before this worker took the job over"
+                log.warning("job #%s: Telegram already has its message (RANDOM_ID_DUPLICATE; "
+                            "%s)", job["id"], "an earlier attempt sent it" if earlier
+                            else "a resent request")
+                if earlier:
+                    return "delivered before this worker took the job over"
+                return "delivered"

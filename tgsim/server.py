@@ -523,6 +523,9 @@ class TgSim:
             call = Call(self, conn, session, no_updates)
             result = await dispatch(call, name, query)
             payload = rpc_result(req_msg_id, result)
+            held = self.faults.answer_latency_s.get(name)
+            if held:
+                await asyncio.sleep(held)
         except RpcFail as e:
             payload = rpc_error(req_msg_id, e.code, e.message)
         except asyncio.CancelledError:
