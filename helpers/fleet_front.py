@@ -114,19 +114,19 @@ class FrontQueue(QueueManager):
         accepted = [(job_id, await self.store.position(job_id) or 1)
                     for job_id, _ in result.accepted]
         if accepted:
-            await self._share_peers(refs)
+            await self._share_peers(user_id, refs)
             await self.store.wake_workers()
             self._waiting = await self.store.count_status("queued")
         return SubmitResult(accepted, result.refused, result.reason)
 
-    async def _share_peers(self, refs) -> None:
-        """A private chat's access hash, which only the front learns (it alone takes the
-        bot's updates), goes to the database for the worker that reads the chat."""
+    async def _share_peers(self, user_id: int, refs) -> None:
+        """The access hashes of the user and of a private chat, which only the front learns
+        (it alone takes the bot's updates), go to the database for the worker that reads
+        the chat and writes to the user."""
         if self._bot_peers is None:
             return
-        ids = sorted({int(r[0]) for r in refs if str(r[0]).lstrip("-").isdigit()})
-        if not ids:
-            return
+        ids = sorted({int(user_id)} | {int(r[0]) for r in refs
+                                       if str(r[0]).lstrip("-").isdigit()})
         try:
             await self.store.save_bot_peers(await self._bot_peers(ids))
         except Exception:  # noqa: BLE001 - the worker then says it cannot open the chat

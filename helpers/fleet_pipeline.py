@@ -37,12 +37,14 @@ class FleetPipeline(Pipeline):
         self.duplicates_caught = 0
 
     async def run(self, job: dict) -> None:
+        # the front learned these access hashes (the user's, a private chat's); this
+        # worker's client, which takes no updates, did not
         chat = chat_of(job["chat_ref"])
-        if isinstance(chat, int):  # the front learned its access hash; this client did not
-            try:
-                await peers.install(self.bot, await self.store.load_bot_peers([chat]))
-            except Exception:  # noqa: BLE001 - without it the job says it cannot open it
-                log.warning("job #%s: could not load the bot's peer", job["id"], exc_info=True)
+        ids = [int(job["user_id"])] + ([chat] if isinstance(chat, int) else [])
+        try:
+            await peers.install(self.bot, await self.store.load_bot_peers(ids))
+        except Exception:  # noqa: BLE001 - without them the job fails with a reason
+            log.warning("job #%s: could not load the bot's peers", job["id"], exc_info=True)
         await super().run(job)
 
     async def _deliver_from(self, client, chat, msg, job, reporter) -> str:
