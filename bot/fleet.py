@@ -234,6 +234,7 @@ class WorkerApp(App):
                                  slots=s.max_concurrent_downloads, lease_s=f.lease_s,
                                  admission=self.monitor.admit, notify=self.notify,
                                  on_tick=self.sessions.renew_all)
+        self.sessions.job_users = self.queue.user_ids
         self.monitor.register_gauge("active downloads", lambda: self.queue.running)
         self.monitor.register_gauge("live sessions", lambda: self.sessions.live_count)
         self.monitor.register_action("evict idle user sessions", self._evict_sessions)

@@ -29,6 +29,7 @@ class LeasedSessions(SessionManager):
         self.owner = owner
         self.lease_s = float(lease_s)
         self.wait_s = float(wait_s)
+        self.job_users = None  # () -> user ids of the jobs held (set by the worker)
 
     async def _take_lease(self, user_id: int) -> None:
         deadline = time.monotonic() + self.wait_s
@@ -63,7 +64,12 @@ class LeasedSessions(SessionManager):
                         exc_info=True)
 
     def held(self) -> list[int]:
-        return list(self._live) + list(self._starting)
+        """Users whose lease this process keeps: live sessions, and (a worker) the users
+        of the jobs it holds, whose leases it took with them."""
+        users = set(self._live) | set(self._starting)
+        if self.job_users is not None:
+            users |= set(self.job_users())
+        return sorted(users)
 
     async def renew_all(self) -> None:
         await self.store.renew_sessions(self.owner, self.held(), self.lease_s)

@@ -84,6 +84,18 @@ JOB_COLUMNS = ("id, user_id, chat_ref, msg_id, topic_id, premium, status, attemp
                "started, finished, error, progress_chat_id, progress_msg_id, bytes, delivered")
 
 
+_TAKE_SESSION = (
+    "INSERT INTO fleet_session_leases(user_id, worker, expires) "
+    f"VALUES ($1, $2, {_NOW} + $3) ON CONFLICT (user_id) DO UPDATE SET "
+    "worker = excluded.worker, expires = excluded.expires "
+    "WHERE fleet_session_leases.worker = excluded.worker "
+    f"OR fleet_session_leases.expires < {_NOW} RETURNING worker")
+
+
+class _Contended(Exception):
+    """Another worker took the user's session lease while this one claimed the job."""
+
+
 class FleetStore:
     """One small asyncpg pool of its own (the storage's pool is not part of its interface
     yet), and a dedicated connection for LISTEN."""
@@ -129,7 +141,19 @@ class FleetStore:
     async def claim(self, worker: str, lease_s: float) -> dict | None:
         """The best queued job (premium first, then oldest) that no other worker's session
         lease holds back, marked running under this worker's lease, in one transaction.
-        SKIP LOCKED: two workers claiming at once each get a different job, neither waits."""
+        SKIP LOCKED: two workers claiming at once each get a different job, neither waits.
+
+        A user with a stored session: the job is claimed with the user's session lease, so
+        two workers never both open it; of two workers claiming two jobs of one user at the
+        same moment, the one that loses the lease gives its job back (and looks again)."""
+        for _ in range(3):
+            try:
+                return await self._claim(worker, lease_s)
+            except _Contended:
+                continue
+        return None
+
+    async def _claim(self, worker: str, lease_s: float) -> dict | None:
         async with self.pool.acquire() as conn, conn.transaction():
             job_id = await conn.fetchval(
                 "SELECT j.id FROM jobs j WHERE j.status = 'queued' AND NOT EXISTS ("
@@ -141,6 +165,11 @@ class FleetStore:
             row = await conn.fetchrow(
                 f"UPDATE jobs SET status = 'running', started = {_NOW}, finished = NULL, "
                 f"error = NULL WHERE id = $1 RETURNING {JOB_COLUMNS}", job_id)
+            if await conn.fetchval("SELECT 1 FROM user_sessions WHERE user_id = $1",
+                                   row["user_id"]) is not None:
+                got = await conn.fetchval(_TAKE_SESSION, row["user_id"], worker, float(lease_s))
+                if got is None:
+                    raise _Contended  # rolls the claim back
             await conn.execute(
                 "INSERT INTO fleet_job_leases(job_id, worker, expires, cancel) "
                 f"VALUES ($1, $2, {_NOW} + $3, FALSE) ON CONFLICT (job_id) DO UPDATE SET "
@@ -231,13 +260,7 @@ class FleetStore:
         """This worker's lease on the user's Telegram session; None if it got it, else the
         worker that holds it (Telegram refuses one auth key used from two places:
         AUTH_KEY_DUPLICATED)."""
-        got = await self.pool.fetchval(
-            "INSERT INTO fleet_session_leases(user_id, worker, expires) "
-            f"VALUES ($1, $2, {_NOW} + $3) ON CONFLICT (user_id) DO UPDATE SET "
-            "worker = excluded.worker, expires = excluded.expires "
-            "WHERE fleet_session_leases.worker = excluded.worker "
-            f"OR fleet_session_leases.expires < {_NOW} RETURNING worker",
-            int(user_id), worker, float(lease_s))
+        got = await self.pool.fetchval(_TAKE_SESSION, int(user_id), worker, float(lease_s))
         if got is not None:
             return None
         return await self.pool.fetchval(

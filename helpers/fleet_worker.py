@@ -84,6 +84,9 @@ class FleetWorker:
     def active_job_ids(self) -> list[int]:
         return list(self._held)
 
+    def user_ids(self) -> list[int]:
+        return [int(h.row["user_id"]) for h in list(self._held.values())]
+
     def describe(self, limit: int = 50) -> list[dict]:
         return [{"job": j, "user_id": h.row["user_id"], "state": "running"}
                 for j, h in list(self._held.items())[:limit]]
