@@ -138,8 +138,9 @@ async def main(a) -> int:
         # a real download and upload, with no upload of the sources per job
         ch = await owner.create_channel("scalebench", "")
         await owner.set_chat_username(ch.id, "scalebench")
-        src = write_random(work / "src.bin", int(a.file_mb * MB))
-        first = await owner.send_document(ch.id, src, caption="job 0")
+        src = work / "src.bin"
+        write_random(src, int(a.file_mb * MB))
+        first = await owner.send_document(ch.id, str(src), caption="job 0")
         links = [f"https://t.me/scalebench/{first.id}"]
         for i in range(1, a.jobs):
             m = await owner.send_cached_media(ch.id, first.document.file_id, caption=f"job {i}")
