@@ -45,8 +45,20 @@ VERSION = "15.0"
 ROLES = ("front", "worker")
 
 
+def _setting(name: str) -> str:
+    """The environment first, then the config file, as bot/config.py reads them."""
+    if name in os.environ:
+        return os.environ[name].strip()
+    path = os.environ.get("CONFIG_ENV", "config.env")
+    if path and os.path.isfile(path):
+        from dotenv import dotenv_values
+
+        return (dotenv_values(path).get(name) or "").strip()
+    return ""
+
+
 def _env_float(name: str, default: float, low: float) -> float:
-    raw = os.environ.get(name, "").strip()
+    raw = _setting(name)
     if not raw:
         return default
     try:
@@ -62,7 +74,7 @@ class FleetSettings:
     def __init__(self) -> None:
         self.lease_s = _env_float("FLEET_LEASE_S", 30.0, 1.0)
         self.heartbeat_s = _env_float("HEARTBEAT_S", 5.0, 0.2)
-        self.name = (os.environ.get("WORKER_NAME", "").strip()
+        self.name = (_setting("WORKER_NAME")
                      or f"{socket.gethostname()}-{os.getpid()}")
 
     @property

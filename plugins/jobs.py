@@ -6,14 +6,17 @@ from pyrogram import Client, enums, filters
 @Client.on_message(filters.private & filters.command("status"))
 async def status(client: Client, message):
     jobs = await client.app.queue.user_jobs(message.from_user.id)
+    fleet = getattr(client.app, "fleet_text", None)  # admins of the scaled layout's front
+    extra = f"\n\n{fleet()}" if fleet and client.app.is_admin(message.from_user.id) else ""
     if not jobs:
-        await message.reply("You have no jobs in progress. Send me a t.me link to start one.")
+        await message.reply("You have no jobs in progress. Send me a t.me link to start one."
+                            + extra, parse_mode=enums.ParseMode.DISABLED)
         return
     lines = []
     for job_id, state, pos in jobs:
         where = f"position {pos}" if pos else state
         lines.append(f"Job #{job_id}: {where}")
-    await message.reply("\n".join(lines), parse_mode=enums.ParseMode.DISABLED)
+    await message.reply("\n".join(lines) + extra, parse_mode=enums.ParseMode.DISABLED)
 
 
 @Client.on_message(filters.private & filters.command(["canceldownload", "cancel"]))

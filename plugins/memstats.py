@@ -10,4 +10,7 @@ async def memstats(client: Client, message):
         text = await app.monitor.force_gc()
     else:
         text = app.monitor.memstats_text()
+        fleet = getattr(app, "fleet_text", None)  # the front of the scaled layout
+        if fleet is not None:
+            text = f"{text}\n\n{fleet()}"
     await message.reply(text, parse_mode=enums.ParseMode.DISABLED)

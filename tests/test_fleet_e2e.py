@@ -9,6 +9,7 @@ import itertools
 import os
 import time
 
+import aiohttp
 import pytest
 
 from tests.fleet_rig import Fleet, Inbox, check_bytes, public_channel, until
@@ -43,7 +44,8 @@ async def test_front_and_two_workers_deliver_20_jobs_from_5_users_once(fleet, cl
     links, captions, digests = await public_channel(
         owner, f"fleetpub{next(_serial)}", [150_000 + 7_000 * i for i in range(20)], tmp_path)
     people = await _people(clients, fleet, 5)
-    await fleet.start("front", "front")
+    admin, admin_inbox = people[0]
+    await fleet.start("front", "front", OWNER_ID=str(admin.me.id))
     await asyncio.gather(fleet.start("w1", "worker"), fleet.start("w2", "worker"))
     by_caption = {}
     for i, (client, _inbox) in enumerate(people):
@@ -70,6 +72,21 @@ async def test_front_and_two_workers_deliver_20_jobs_from_5_users_once(fleet, cl
     assert all(v > 0 for v in done_by.values()) and len(done_by) == 2, done_by
     for name in ("w1", "w2"):
         assert not list((fleet.tmp / name / "Assets").rglob("*")), "files left behind"
+    # the operator sees each worker: /memstats, /status (an admin's) and /metrics on the front
+    for command in ("/memstats", "/status"):
+        n = len(admin_inbox.texts)
+        await admin.send_message(fleet.bot_acc.username, command)
+        reply = await until(lambda: next((t for t in admin_inbox.texts[n:] if "Workers:" in t),
+                                         None), 30, f"{command} with the workers")
+        assert "Workers: 2 live of 2" in reply, reply
+        assert "w1 (live" in reply and "w2 (live" in reply, reply
+    port = fleet.procs["front"].env["PORT"]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+            metrics = await r.text()
+    for name in ("w1", "w2"):
+        assert f'bot_worker_rss_bytes{{worker="{name}"}}' in metrics, metrics[-2000:]
+    assert "bot_workers_live 2.0" in metrics
 
 
 async def test_global_cap_refuses_the_21st_waiting_job(fleet, clients, tmp_path):
