@@ -104,6 +104,7 @@ class FleetStore:
         self.pool = pool
         self._dsn = dsn
         self._listener: asyncpg.Connection | None = None
+        self._submit_local = asyncio.Lock()
 
     @classmethod
     async def open(cls, dsn: str, *, max_size: int = 4) -> "FleetStore":
@@ -286,8 +287,9 @@ class FleetStore:
 
     @contextlib.asynccontextmanager
     async def submit_lock(self):
-        """Held across the caps check and the insert: every front counts the same rows."""
-        async with self.pool.acquire() as conn:
+        """Held across the caps check and the insert: every front counts the same rows.
+        In-process callers queue on an asyncio lock first, not on pooled connections."""
+        async with self._submit_local, self.pool.acquire() as conn:
             await conn.execute("SELECT pg_advisory_lock($1)", SUBMIT_LOCK)
             try:
                 yield

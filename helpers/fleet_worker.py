@@ -2,7 +2,7 @@
 
 Each of `slots` loops claims the best job (FleetStore.claim: SELECT ... FOR UPDATE SKIP
 LOCKED, premium first, then oldest), runs it, and writes its final state only while it
-still holds the lease. One loop renews every lease this worker holds each lease_s / 3,
+still holds the lease. One loop renews every lease this worker holds each min(lease_s / 3, 1 s),
 reads the cancel flags set by the front, and reaps other workers' expired leases. A NOTIFY
 on fleet_cancel runs that check at once (a cancel lands within a round trip); a NOTIFY on
 fleet_jobs wakes idle slots (a 1 s poll backs both up).
@@ -229,8 +229,9 @@ class FleetWorker:
 
     # leases -----------------------------------------------------------------------------------
     async def _keeper(self) -> None:
-        """Renew, read cancel flags, reap: every lease_s / 3, and at once on a cancel NOTIFY."""
-        interval = max(0.2, self.lease_s / 3)
+        """Renew, read cancel flags, reap: every lease_s / 3 but at least each second (a
+        cancel lands within 2 s even if a NOTIFY is lost), and at once on a cancel NOTIFY."""
+        interval = max(0.2, min(1.0, self.lease_s / 3))
         while not self._stopping:
             try:
                 await self._renew()
