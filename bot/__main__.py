@@ -1,6 +1,7 @@
 """`python -m bot` runs the bot; `python -m bot --sim` (or `rehearse`) rehearses it against
 tgsim in one process; `python -m bot rehearse --users N ...` runs the load rehearsal with tgsim
 and the bot as separate processes; `python -m bot genkey` prints a fresh SESSION_KEY;
+`python -m bot migrate-db --to postgresql://...` moves a SQLite deployment into PostgreSQL;
 `python -m bot front` / `python -m bot worker` run the scaled layout's roles over PostgreSQL
 (bot/fleet.py)."""
 
@@ -15,7 +16,7 @@ import sys
 from bot.config import ConfigError, load_settings
 
 USAGE = ("python -m bot [--sim | genkey | front | worker | "
-         "rehearse [--users N --jobs M --file-mb S ...]]")
+         "rehearse [--users N --jobs M --file-mb S ...] | migrate-db --to postgresql://...]")
 
 
 def _start_tracemalloc(loop: asyncio.AbstractEventLoop) -> None:
@@ -131,6 +132,37 @@ def _parse_rehearse(argv: list[str]):
     return LoadArgs(**vars(a))
 
 
+def _migrate_db(argv: list[str], settings) -> int:
+    """Copy the SQLite deployment (DATABASE_PATH) into PostgreSQL; stop the bot first."""
+    p = _OneLineParser(prog="python -m bot migrate-db",
+                       description="Copy every table of the SQLite database into PostgreSQL "
+                                   "(sessions stay encrypted; safe to re-run).")
+    p.add_argument("--to", default=settings.database_url or None,
+                   help="postgresql://user:password@host:port/db (default: DATABASE_URL)")
+    p.add_argument("--from", dest="source", default=settings.database_path,
+                   help="the SQLite file (default: DATABASE_PATH)")
+    a = p.parse_args(argv)
+    if not a.to or not a.to.startswith(("postgresql://", "postgres://")):
+        print("Configuration error: migrate-db needs --to postgresql://... (or DATABASE_URL)",
+              file=sys.stderr)
+        return 2
+    from helpers.database import StorageRefused, StorageUnavailable
+    from helpers.storage_migrate import MigrationError, copy_sqlite_to_postgres
+
+    try:
+        counts = asyncio.run(copy_sqlite_to_postgres(a.source, a.to))
+    except (MigrationError, StorageRefused) as e:
+        print(f"Configuration error: {e}", file=sys.stderr)
+        return 2
+    except StorageUnavailable as e:  # the server is down or unreachable: try again later
+        print(str(e), file=sys.stderr)
+        return 1
+    for table, n in counts.items():
+        print(f"{table}: {n} rows")
+    print(f"Copied {a.source} into PostgreSQL. Set DATABASE_URL to it and start the bot.")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["genkey"]:
         from helpers.secrets import generate_key
@@ -146,6 +178,8 @@ def main(argv: list[str]) -> int:
     except ConfigError as e:
         print(f"Configuration error: {e}", file=sys.stderr)
         return 2
+    if argv[:1] == ["migrate-db"]:
+        return _migrate_db(argv[1:], settings)
     if argv in (["front"], ["worker"]):
         from bot.fleet import check_role
 

@@ -22,7 +22,7 @@ from helpers import floodwait
 from helpers.allocator import pin_mmap_threshold
 from helpers.cache import TTLCache
 from helpers.catchup import Catchup
-from helpers.database import Database
+from helpers.database import Database, StorageRefused, StorageUnavailable
 from helpers.janitor import Janitor
 from helpers.login import LoginDesk
 from helpers.logs import register_secret, setup_logging
@@ -93,7 +93,8 @@ class App:
         s = self.settings
         workdir = Path(s.database_path).parent
         workdir.mkdir(parents=True, exist_ok=True)
-        opts = client_options("bot", s.telegram_servers, s.telegram_server_key, workdir=workdir)
+        opts = client_options("bot", s.telegram_servers, s.telegram_server_key, workdir=workdir,
+                              peer_store=self.db)
         # skip_updates: the library would catch up inside start(), before the queue exists and
         # from a state it stores ahead of the handlers; helpers/catchup.py does it instead
         client = Client("bot", api_id=s.api_id, api_hash=s.api_hash, bot_token=s.bot_token,
@@ -253,7 +254,12 @@ class App:
         if s.database_url:  # the URL and, in case a driver error quotes it alone, its password
             register_secret(s.database_url, pinned=True)
             register_secret(urllib.parse.urlsplit(s.database_url).password or "", pinned=True)
-        self.db = await Database.open(s.database_url or s.database_path, clock=self.clock)
+        try:
+            self.db = await Database.open(s.database_url or s.database_path, clock=self.clock)
+        except StorageRefused as e:
+            raise ConfigError(str(e)) from None
+        except StorageUnavailable as e:
+            raise StartupError(str(e), 1) from None
         self.janitor.db, self.janitor.history_s = self.db, s.job_history_days * 86400
         await self._open_cipher()
         self.sessions = self._make_sessions(

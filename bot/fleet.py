@@ -206,8 +206,10 @@ class WorkerApp(App):
         s = self.settings
         workdir = Path(s.database_path).parent
         workdir.mkdir(parents=True, exist_ok=True)
+        # the bot's peers from the database (helpers/shared_peers.py): this client takes no
+        # updates, so it learns no private chat itself
         opts = client_options("worker", s.telegram_servers, s.telegram_server_key,
-                              workdir=workdir)
+                              workdir=workdir, peer_store=self.db)
         client = Client("worker", api_id=s.api_id, api_hash=s.api_hash, bot_token=s.bot_token,
                         no_updates=True, workers=2, max_message_cache_size=50, **opts)
         client.app = self

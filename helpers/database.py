@@ -42,6 +42,16 @@ _JOB_COLUMNS = (
 )
 
 
+class StorageUnavailable(Exception):
+    """The database server could not be reached (down, network): retrying may help.
+    str() is one line without the URL's password."""
+
+
+class StorageRefused(Exception):
+    """The database server refused us (password, unknown database or role): a setting to
+    fix, retrying will not help. str() is one line without the URL's password."""
+
+
 class AlreadyHandled(Exception):
     """The message that asked for these jobs was acted upon before (a caught-up repeat)."""
 
@@ -159,6 +169,18 @@ class Database:
     async def _limited(self, sql: str, params: Sequence[Any], limit: int) -> list[dict]:
         """Bounded list: the LIMIT is part of the query, never trusted to the caller."""
         return [dict(r) for r in await self._page(f"{sql} LIMIT ?", (*params, int(limit)))]
+
+    # ------------------------------------------------------------------ notices
+
+    async def listen(self, channel: str, callback: Callable[[str], Any]) -> None:
+        """callback(payload) for every notify(channel, payload) of every process sharing this
+        database (PostgreSQL LISTEN/NOTIFY; on SQLite, this process's). Called on the event
+        loop; it must not block. Best effort: a notice can be lost on a dropped connection,
+        so a caller that must not miss one also polls the state now and then."""
+        await self._b.listen(channel, callback)
+
+    async def notify(self, channel: str, payload: str) -> None:
+        await self._b.notify(channel, str(payload))
 
     # ------------------------------------------------------------------ users
 
@@ -551,3 +573,22 @@ class Database:
                 yield uid
             if len(page) < _PAGE:
                 return
+
+    # ------------------------------------------------------------------ the bot's peers
+
+    async def save_bot_peers(self, rows: Sequence[tuple[int, int, str]]) -> None:
+        """(pyrogram peer id, access_hash, pyrogram peer type), upserted in one transaction."""
+        if not rows:
+            return
+        now = self._clock()
+        async with self._tx() as tx:
+            await tx.executemany(
+                "INSERT INTO bot_peers(id, access_hash, type, updated) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET access_hash = excluded.access_hash, "
+                "type = excluded.type, updated = excluded.updated",
+                [(int(i), int(h), str(t), now) for i, h, t in rows])
+
+    async def get_bot_peer(self, peer_id: int) -> tuple[int, int, str] | None:
+        row = await self._one("SELECT id, access_hash, type FROM bot_peers WHERE id = ?",
+                              (int(peer_id),))
+        return None if row is None else (row["id"], row["access_hash"], row["type"])

@@ -121,14 +121,15 @@ class FrontQueue(QueueManager):
 
     async def _share_peers(self, user_id: int, refs) -> None:
         """The access hashes of the user and of a private chat, which only the front learns
-        (it alone takes the bot's updates), go to the database for the worker that reads
-        the chat and writes to the user."""
+        (it alone takes the bot's updates), are in the database (bot_peers, read by the
+        workers' clients on a miss: helpers/shared_peers.py) before any worker is woken:
+        the library's own write-through runs in the background and may come later."""
         if self._bot_peers is None:
             return
         ids = sorted({int(user_id)} | {int(r[0]) for r in refs
                                        if str(r[0]).lstrip("-").isdigit()})
         try:
-            await self.store.save_bot_peers(await self._bot_peers(ids))
+            await self.db.save_bot_peers(await self._bot_peers(ids))
         except Exception:  # noqa: BLE001 - the worker then says it cannot open the chat
             log.warning("fleet: could not share the bot's peers", exc_info=True)
 

@@ -18,8 +18,8 @@ import logging
 
 from pyrogram import errors
 
-from helpers import delivery_ids, peers
-from helpers.pipeline import Pipeline, chat_of
+from helpers import delivery_ids
+from helpers.pipeline import Pipeline
 
 log = logging.getLogger("fleet")
 
@@ -35,17 +35,6 @@ class FleetPipeline(Pipeline):
         self.id_secret = id_secret
         delivery_ids.install(self.bot)
         self.duplicates_caught = 0
-
-    async def run(self, job: dict) -> None:
-        # the front learned these access hashes (the user's, a private chat's); this
-        # worker's client, which takes no updates, did not
-        chat = chat_of(job["chat_ref"])
-        ids = [int(job["user_id"])] + ([chat] if isinstance(chat, int) else [])
-        try:
-            await peers.install(self.bot, await self.store.load_bot_peers(ids))
-        except Exception:  # noqa: BLE001 - without them the job fails with a reason
-            log.warning("job #%s: could not load the bot's peers", job["id"], exc_info=True)
-        await super().run(job)
 
     async def _deliver_from(self, client, chat, msg, job, reporter) -> str:
         earlier = await self.store.record_intent(self.worker, job["id"])

@@ -49,15 +49,6 @@ _SCHEMA = (
         worker   TEXT NOT NULL,
         since    DOUBLE PRECISION NOT NULL
     )""",
-    # The bot account's access hashes of private chats, learned by the front (only it gets
-    # updates) and needed by the worker that reads the chat: an access hash belongs to the
-    # account, so every session of the bot may use it (core.telegram.org/api/peers).
-    """CREATE TABLE IF NOT EXISTS fleet_bot_peers (
-        peer_id     BIGINT PRIMARY KEY,
-        access_hash BIGINT NOT NULL,
-        kind        TEXT NOT NULL,
-        seen        DOUBLE PRECISION NOT NULL
-    )""",
     """CREATE TABLE IF NOT EXISTS fleet_workers (
         name         TEXT PRIMARY KEY,
         host         TEXT NOT NULL,
@@ -75,7 +66,6 @@ _SCHEMA = (
         failed       BIGINT NOT NULL DEFAULT 0
     )""",
 )
-_BOT_PEERS_KEPT = 10_000  # most recently used first
 _WORKERS_KEPT_S = 3600  # a worker silent this long is forgotten (the table stays small)
 _SCHEMA_LOCK = 0x466C6565  # advisory lock: one process at a time creates the tables
 SUBMIT_LOCK = 0x466C6566  # advisory lock: one admission at a time across fronts
@@ -343,27 +333,6 @@ class FleetStore:
             "SELECT COUNT(*) FROM jobs WHERE id = ANY($1::bigint[]) "
             "AND status IN ('queued', 'running')", [int(j) for j in job_ids])
         return not left
-
-    # ------------------------------------------------------------------ the bot's peers
-
-    async def save_bot_peers(self, rows: list[tuple[int, int, str]]) -> None:
-        if not rows:
-            return
-        async with self.pool.acquire() as conn:
-            await conn.executemany(
-                "INSERT INTO fleet_bot_peers(peer_id, access_hash, kind, seen) "
-                f"VALUES ($1, $2, $3, {_NOW}) ON CONFLICT (peer_id) DO UPDATE SET "
-                "access_hash = excluded.access_hash, kind = excluded.kind, seen = excluded.seen",
-                [(int(p), int(h), str(k)) for p, h, k in rows])
-            await conn.execute(
-                "DELETE FROM fleet_bot_peers WHERE peer_id IN (SELECT peer_id FROM "
-                "fleet_bot_peers ORDER BY seen DESC OFFSET $1)", _BOT_PEERS_KEPT)
-
-    async def load_bot_peers(self, peer_ids: list[int]) -> list[tuple[int, int, str]]:
-        rows = await self.pool.fetch(
-            "SELECT peer_id, access_hash, kind FROM fleet_bot_peers "
-            "WHERE peer_id = ANY($1::bigint[])", [int(p) for p in peer_ids])
-        return [(int(r["peer_id"]), int(r["access_hash"]), str(r["kind"])) for r in rows]
 
     # ------------------------------------------------------------------ heartbeats
 

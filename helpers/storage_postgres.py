@@ -8,6 +8,7 @@ written with '?' placeholders and translated once, in helpers.storage_schema.que
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any, AsyncIterator, Sequence
@@ -18,6 +19,7 @@ from helpers.storage_schema import POSTGRES, query
 
 log = logging.getLogger("helpers.database")
 
+CONNECT_TIMEOUT_S = 30.0
 POOL_MAX = 5  # per process: a front's handlers and a worker's transfers rarely need more
 # Any constant of our own: processes starting together run the migrations one at a time
 # (CREATE TABLE IF NOT EXISTS alone races between two sessions in PostgreSQL).
@@ -41,6 +43,9 @@ class PostgresTx:
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return _rowcount(await self._conn.execute(query(sql, POSTGRES), *params))
 
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._conn.executemany(query(sql, POSTGRES), rows)
+
     async def fetchone(self, sql: str, params: Sequence[Any] = ()):
         return await self._conn.fetchrow(query(sql, POSTGRES), *params)
 
@@ -60,15 +65,41 @@ class PostgresBackend:
         self._pool = pool
         self.url = url
         self._size = 0
+        self._listener: asyncpg.Connection | None = None
 
     @classmethod
     async def open(cls, url: str, pool_max: int = POOL_MAX) -> "PostgresBackend":
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_max,
-                                         command_timeout=60)
+        from helpers.database import StorageRefused, StorageUnavailable
+        try:
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_max,
+                                             command_timeout=60, timeout=CONNECT_TIMEOUT_S)
+        except (asyncpg.InvalidAuthorizationSpecificationError,
+                asyncpg.InvalidCatalogNameError, asyncpg.InvalidPasswordError) as e:
+            raise StorageRefused(f"PostgreSQL (DATABASE_URL) refused the connection: "
+                                 f"{type(e).__name__}: {e}") from None
+        except (OSError, asyncio.TimeoutError, asyncpg.CannotConnectNowError,
+                asyncpg.TooManyConnectionsError) as e:
+            raise StorageUnavailable(f"PostgreSQL (DATABASE_URL) could not be reached: "
+                                     f"{type(e).__name__}: {e}") from None
         return cls(pool, url)
 
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
         await self._pool.close()
+
+    async def listen(self, channel: str, callback) -> None:
+        """LISTEN on one connection of its own (a pooled one would be handed to others).
+        If that connection drops, notifications are lost until the next listen(): callers
+        keep a slow poll as well."""
+        if self._listener is None or self._listener.is_closed():
+            self._listener = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
+        await self._listener.add_listener(
+            channel, lambda _conn, _pid, _channel, payload: callback(payload))
+
+    async def notify(self, channel: str, payload: str) -> None:
+        await self.write("SELECT pg_notify(?, ?)", (channel, payload))
 
     async def migration_lock(self, tx: PostgresTx) -> None:
         await tx.scalar("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))

@@ -183,6 +183,22 @@ MIGRATIONS: list[tuple[int, tuple[str | Dialects, ...]]] = [
             "CREATE INDEX jobs_finished ON jobs(finished) WHERE finished IS NOT NULL",
         ),
     ),
+    (
+        5,
+        (
+            # The bot account's access hashes (helpers/shared_peers.py): one per peer,
+            # valid for every process logged in as the bot, kept here so that a process
+            # that never saw the update introducing a chat (a worker, or any process after
+            # a deploy on a host without a disk) can still address it. Telegram: peer info
+            # "must be persisted to a database and never deleted" (core.telegram.org/api/peers).
+            """CREATE TABLE bot_peers (
+                id          INTEGER PRIMARY KEY,
+                access_hash INTEGER NOT NULL,
+                type        TEXT    NOT NULL,
+                updated     REAL    NOT NULL
+            )""",
+        ),
+    ),
 ]
 
 # The tables migrate-db copies, parents before children (foreign keys), each with its key:
@@ -196,6 +212,7 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("handled_messages", ("chat_id", "msg_id")),
     ("update_state", ("id",)),
     ("counters", ("name",)),
+    ("bot_peers", ("id",)),
 )
 
 _DDL_POSTGRES = (

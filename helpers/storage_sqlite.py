@@ -49,6 +49,9 @@ class SqliteTx:
         await cur.close()
         return n
 
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._b._conn.executemany(sql, rows)
+
     async def fetchone(self, sql: str, params: Sequence[Any] = ()):
         cur = await self._b._conn.execute(sql, params)
         try:
@@ -75,6 +78,15 @@ class SqliteBackend:
         self._conn = conn
         self.path = path
         self._lock = asyncio.Lock()
+        self._listeners: dict[str, list] = {}
+
+    async def listen(self, channel: str, callback) -> None:
+        """A SQLite file has one process: a notice goes to this process's listeners."""
+        self._listeners.setdefault(channel, []).append(callback)
+
+    async def notify(self, channel: str, payload: str) -> None:
+        for callback in list(self._listeners.get(channel, ())):
+            asyncio.get_running_loop().call_soon(callback, payload)
 
     @classmethod
     async def open(cls, path: str | Path) -> "SqliteBackend":

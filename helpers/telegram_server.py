@@ -80,14 +80,28 @@ def parse_address(address: str) -> tuple[str, int]:
 
 def client_options(name: str, server: tuple[str, int] | DcTable | None,
                    key_path: str | Path | None, session_string: str | None = None,
-                   workdir: Path | None = None) -> dict:
+                   workdir: Path | None = None, peer_store=None) -> dict:
     """Keyword arguments for pyrogram.Client: storage in memory (or in workdir), with the
-    configured server's DC table when there is one (one address: DC 2's)."""
+    configured server's DC table when there is one (one address: DC 2's).
+
+    peer_store: a helpers.database.Database that also keeps the account's peers
+    (helpers/shared_peers.py); for the bot, whose peers every process of it may need."""
     if server is None:
         if session_string:
             return {"session_string": session_string}
-        return {"workdir": str(workdir)} if workdir else {"in_memory": True}
+        if peer_store is None:
+            return {"workdir": str(workdir)} if workdir else {"in_memory": True}
+        from helpers.shared_peers import shared_storage_class
+        storage = shared_storage_class(SQLiteStorage)(
+            name, workdir=Path(workdir or "."), in_memory=workdir is None)
+        storage.share_peers_with(peer_store)
+        return {"storage_engine": storage}
     if key_path is None:
         raise ValueError("TELEGRAM_SERVER_KEY is required with TELEGRAM_SERVER")
     install_server_key(key_path)
-    return {"storage_engine": PinnedStorage(name, server, session_string, workdir)}
+    if peer_store is None:
+        return {"storage_engine": PinnedStorage(name, server, session_string, workdir)}
+    from helpers.shared_peers import shared_storage_class
+    storage = shared_storage_class(PinnedStorage)(name, server, session_string, workdir)
+    storage.share_peers_with(peer_store)
+    return {"storage_engine": storage}

@@ -84,3 +84,25 @@ def db_target(request, tmp_path):
     if request.param == "sqlite":
         return str(tmp_path / "state" / "bot.db")
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def env_both(request, sim, clients, tmp_path):
+    """`env` once on SQLite and once on PostgreSQL: for the end-to-end tests whose subject
+    is state (sessions, settings, jobs across a restart). A module opts in by defining its own
+    `env` fixture that returns env_both (see test_settings_e2e)."""
+    overrides = {}
+    if request.param == "postgres":
+        overrides["database_url"] = request.getfixturevalue("pg_url")
+    async with bot_env(sim, clients, tmp_path, **overrides) as e:
+        assert e.app.db.dialect == request.param  # never silently the other backend
+        yield e
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_environ(request):
+    """For a bot run as a process: the variables that choose its backend, {} (SQLite at its
+    DATABASE_PATH) or {"DATABASE_URL": a fresh PostgreSQL database}."""
+    if request.param == "sqlite":
+        return {}
+    return {"DATABASE_URL": request.getfixturevalue("pg_url")}

@@ -6,11 +6,20 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 
 from tests.botenv import bot_env, wait_until
 from tests.simclient import file_digest, write_random
+from tests.stored_state import stored_bytes
 
 READER = "Downloader bot reader"  # the device_model of the bot's user clients
+
+
+@pytest.fixture
+def env(env_both):
+    """On SQLite and on PostgreSQL: sessions are stored state."""
+    return env_both
 
 
 def _spaced(code: str) -> str:
@@ -59,13 +68,9 @@ def _link(ch, msg_id: int) -> str:
     return f"https://t.me/c/{str(ch.id)[4:]}/{msg_id}"
 
 
-def _secrets_absent(env, *values: str) -> None:
+async def _secrets_absent(env, *values: str) -> None:
     logs = Path(env.app.settings.log_file).read_text(errors="replace")
-    db = b""
-    for suffix in ("", "-wal"):
-        path = Path(env.app.settings.database_path + suffix)
-        if path.exists():
-            db += path.read_bytes()
+    db = await stored_bytes(env.app)
     for value in values:
         assert value not in logs, "secret in logs.txt"
         assert value.encode() not in db, "plaintext secret in the database"
@@ -104,7 +109,7 @@ async def test_login_with_2fa_reads_private_protected_channel(env):
 
     blob = await env.app.db.load_session(secure.id)
     session_string = env.app.cipher.decrypt(blob)
-    _secrets_absent(env, session_string, secure.phone.lstrip("+"), "correct horse 42",
+    await _secrets_absent(env, session_string, secure.phone.lstrip("+"), "correct horse 42",
                     env.sim.world.login_code)
 
     await secure.ask("/logout", "Logged out")
@@ -130,7 +135,7 @@ async def test_login_wrong_code_then_right_and_protected_media_via_session(env):
     ids.append((await me.say("1-2-3-4-5")).id)
     await me.expect_text("Logged in as")
     assert await _wait_deleted(env, me, ids)
-    _secrets_absent(env, me.phone.lstrip("+"))
+    await _secrets_absent(env, me.phone.lstrip("+"))
 
     ch = await _private_channel(owner, "Clips", me)
     src = write_random(env.work / "v.mp4", 1_200_000)

@@ -147,7 +147,7 @@ async def test_two_hundred_megabyte_file(env):
 
 
 async def test_kill_minus_nine_mid_transfer_then_restart_completes(sim, clients, phone,
-                                                                   tmp_path):
+                                                                   tmp_path, db_environ):
     bot_acc = sim.world.add_bot("crash_test_bot", "Crashy")
     user = await clients.user(phone, "Patient")
     inbox: asyncio.Queue = asyncio.Queue()
@@ -167,7 +167,7 @@ async def test_kill_minus_nine_mid_transfer_then_restart_completes(sim, clients,
         "TELEGRAM_SERVER_KEY": str(sim.public_key_path),
         "DATABASE_PATH": str(tmp_path / "bot" / "bot.db"),
         "ASSETS_DIR": str(tmp_path / "bot" / "Assets"), "LOG_FILE": str(log),
-        "PORT": str(free_port()), "PROGRESS_INTERVAL": "3"})
+        "PORT": str(free_port()), "PROGRESS_INTERVAL": "3", **db_environ})
 
     def spawn():
         return subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env,

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 
+import pytest
+
 from tests.simclient import file_digest, write_random
+
+
+@pytest.fixture
+def env(env_both):
+    """On SQLite and on PostgreSQL: settings are stored state."""
+    return env_both
 
 
 async def _menu(p):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -23,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 READER = "Downloader bot reader"
 
 
-async def test_sigterm_mid_transfer_exits_zero_and_resumes(sim, clients, phone, tmp_path):
+async def test_sigterm_mid_transfer_exits_zero_and_resumes(sim, clients, phone, tmp_path,
+                                                          db_environ):
     bot_acc = sim.world.add_bot("term_test_bot", "Graceful")
     owner = await clients.user(phone, "Owner")
     reader_phone = phone[:-1] + ("8" if phone.endswith("9") else "9")  # never the owner's
@@ -52,7 +52,7 @@ async def test_sigterm_mid_transfer_exits_zero_and_resumes(sim, clients, phone, 
     db_path.parent.mkdir()
     from helpers.database import Database
 
-    db = await Database.open(db_path)
+    db = await Database.open(db_environ.get("DATABASE_URL") or db_path)
     await db.save_session(reader.me.id, SessionCipher(key).encrypt(session_string))
     await db.close()
 
@@ -62,7 +62,7 @@ async def test_sigterm_mid_transfer_exits_zero_and_resumes(sim, clients, phone, 
         "TELEGRAM_SERVER_KEY": str(sim.public_key_path), "SESSION_KEY": key,
         "DATABASE_PATH": str(db_path), "ASSETS_DIR": str(tmp_path / "bot" / "Assets"),
         "LOG_FILE": str(tmp_path / "logs.txt"), "PORT": str(free_port()),
-        "PROGRESS_INTERVAL": "3"})
+        "PROGRESS_INTERVAL": "3", **db_environ})
     log = Path(env["LOG_FILE"])
 
     def spawn():
@@ -90,8 +90,11 @@ async def test_sigterm_mid_transfer_exits_zero_and_resumes(sim, clients, phone, 
         await wait_until(lambda: sim.connection_count(bot_acc.id) == 0
                          and sim.connection_count(reader.me.id, device_model=READER) == 0, 5,
                          "the server to see every connection of the bot closed")
-        with sqlite3.connect(db_path) as conn:
-            rows = conn.execute("SELECT status, delivered FROM jobs").fetchall()
+        db = await Database.open(db_environ.get("DATABASE_URL") or db_path)
+        try:
+            rows = [tuple(r) for r in await db._page("SELECT status, delivered FROM jobs", ())]
+        finally:
+            await db.close()
         assert rows == [("queued", 0)], rows
         log = Path(env["LOG_FILE"]).read_text()
         assert "Shutting down" in log and "Stopped" in log

@@ -16,8 +16,8 @@ LINK = "https://t.me/somechannel/5"
 
 
 @pytest.fixture
-async def db(tmp_path):
-    d = await Database.open(tmp_path / "bot.db")
+async def db(db_target):
+    d = await Database.open(db_target)
     yield d
     await d.close()
 

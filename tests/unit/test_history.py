@@ -26,9 +26,9 @@ async def _finished_jobs(db: Database, n: int, status: str = "done", size: int =
     return ids
 
 
-async def test_prune_deletes_only_jobs_that_ended_before_the_cutoff(tmp_path):
+async def test_prune_deletes_only_jobs_that_ended_before_the_cutoff(db_target):
     clock = Clock()
-    db = await Database.open(tmp_path / "h.db", clock=clock)
+    db = await Database.open(db_target, clock=clock)
     try:
         old = await _finished_jobs(db, 3)
         old_failed = await _finished_jobs(db, 1, "failed")
@@ -52,9 +52,9 @@ async def _all(db):
         yield row
 
 
-async def test_stats_keep_counting_pruned_jobs_and_bytes(tmp_path):
+async def test_stats_keep_counting_pruned_jobs_and_bytes(db_target):
     clock = Clock()
-    db = await Database.open(tmp_path / "s.db", clock=clock)
+    db = await Database.open(db_target, clock=clock)
     try:
         await _finished_jobs(db, 4, size=1000)
         await _finished_jobs(db, 2, "failed", size=10)
@@ -76,9 +76,9 @@ async def test_stats_keep_counting_pruned_jobs_and_bytes(tmp_path):
         await db.close()
 
 
-async def test_daily_cap_and_timestamps_follow_the_injected_clock(tmp_path):
+async def test_daily_cap_and_timestamps_follow_the_injected_clock(db_target):
     clock = Clock(1_700_006_400.0)  # 00:00 UTC
-    db = await Database.open(tmp_path / "c.db", clock=clock)
+    db = await Database.open(db_target, clock=clock)
     try:
         jid = await db.add_job(7, "@c", 1, None, False)
         assert (await db.get_job(jid))["created"] == clock.t

@@ -33,9 +33,9 @@ def test_peers_blob_is_bound_to_its_user_and_is_not_a_session():
         cipher.decrypt(blob)  # not a session string
 
 
-async def test_peers_live_and_die_with_the_session(tmp_path):
+async def test_peers_live_and_die_with_the_session(db_target):
     from helpers.database import Database
-    db = await Database.open(tmp_path / "p.db")
+    db = await Database.open(db_target)
     try:
         await db.save_session_peers(1, b"orphan")  # no session: nothing is stored
         assert await db.load_session_peers(1) is None

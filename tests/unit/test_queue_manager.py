@@ -26,8 +26,8 @@ async def wait_until(pred, timeout=3.0):
 
 
 @pytest.fixture
-async def db(tmp_path):
-    d = await Database.open(tmp_path / "bot.db")
+async def db(db_target):
+    d = await Database.open(db_target)
     yield d
     await d.close()
 
@@ -171,8 +171,8 @@ async def test_cannot_cancel_another_users_job(make_qm, db):
     assert qm.position(queued) == 1
 
 
-async def test_restart_resumes_running_and_queued(tmp_path):
-    path = tmp_path / "restart.db"
+async def test_restart_resumes_running_and_queued(db_target):
+    path = db_target
     db1 = await Database.open(path)
     ids = await db1.add_jobs([(1, "@c", n, None, False) for n in (1, 2, 3)])
     await db1.set_status(ids[0], "running")  # the process "crashed" here

@@ -78,8 +78,8 @@ def test_no_default_key():
     )
 
 
-async def test_check_key_against(tmp_path):
-    db = await Database.open(tmp_path / "k.db")
+async def test_check_key_against(db_target):
+    db = await Database.open(db_target)
     try:
         key = generate_key()
         assert await check_key_against(db, SessionCipher(key)) is False
