@@ -31,6 +31,10 @@ async def fleet(sim, pg_url, tmp_path):
         f.stop_all()
 
 
+async def _total(counts) -> bool:
+    return sum((await counts).values()) >= 20
+
+
 async def _people(clients, fleet, n: int) -> list[tuple[object, Inbox]]:
     out = []
     for i in range(n):
@@ -65,8 +69,13 @@ async def test_front_and_two_workers_deliver_20_jobs_from_5_users_once(fleet, cl
     for name in ("w1", "w2"):
         if "Job #" in fleet.procs[name].logs():
             workers_seen.add(name)
-    done_by = {r["worker"]: r["done"] for r in await fleet.sql(
-        "SELECT name AS worker, done FROM fleet_workers")}
+    async def done_by_worker():
+        return {r["worker"]: r["done"] for r in await fleet.sql(
+            "SELECT name AS worker, done FROM fleet_workers")}
+
+    # the workers' heartbeats (every 0.5 s here) catch up with the last jobs
+    await until(lambda: _total(done_by_worker()), 10, "the heartbeats to count 20 jobs")
+    done_by = await done_by_worker()
     print(f"\n[fleet] 20 jobs from 5 users: done per worker {done_by}")
     assert sum(done_by.values()) == 20, done_by
     assert all(v > 0 for v in done_by.values()) and len(done_by) == 2, done_by
