@@ -66,3 +66,21 @@ def test_worker_lines_say_who_is_silent():
     assert "w1 (live" in lines[1] and "RSS 99.5 MB" in lines[1]
     assert "w2 (silent 99 s" in lines[2]
     assert fleet_lines([], 30) == ["Workers: none has reported yet"]
+
+
+@pytest.mark.parametrize("role", ["front", "worker"])
+def test_a_role_without_postgresql_exits_2_with_one_line(role):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bot.rehearsal_load import bot_environment
+
+    root = Path(__file__).resolve().parents[2]
+    env = bot_environment({"API_ID": "1", "API_HASH": "a" * 32, "BOT_TOKEN": "1:x",
+                           "CONFIG_ENV": ""})
+    proc = subprocess.run([sys.executable, "-m", "bot", role], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DATABASE_URL" in lines[0], proc.stderr
