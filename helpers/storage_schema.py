@@ -8,6 +8,11 @@ two cannot share a spelling at all (triggers: SQLite's take a body, PostgreSQL's
 function), a migration lists both as a `Dialects` entry, side by side.
 
 Each difference and why it exists:
+- INSERT OR IGNORE -> INSERT ... ON CONFLICT DO NOTHING, written so in the queries: PostgreSQL
+  has no OR IGNORE, and SQLite's also swallows NOT NULL and CHECK failures, which must fail
+  (SQLite has the ON CONFLICT form since 3.24).
+- cursor.lastrowid -> INSERT ... RETURNING id, written so in the queries: asyncpg has no
+  lastrowid (SQLite has RETURNING since 3.35: helpers/storage_sqlite.py refuses an older one).
 - placeholders: sqlite3 takes `?`; PostgreSQL's protocol numbers them, `$1, $2, ...`.
 - INTEGER -> BIGINT: SQLite's INTEGER is 64-bit, PostgreSQL's is 32-bit, and Telegram's
   user and chat ids (and byte counts) pass 2**31.

@@ -14,6 +14,7 @@ import aiosqlite
 
 from helpers.storage_schema import SQLITE
 
+MIN_SQLITE = (3, 35, 0)  # INSERT ... RETURNING (helpers/storage_schema.py)
 LOCKED_RETRY_S = 30.0  # beyond the 5 s busy timeout, before a write gives up
 
 log = logging.getLogger("helpers.database")
@@ -90,6 +91,11 @@ class SqliteBackend:
 
     @classmethod
     async def open(cls, path: str | Path) -> "SqliteBackend":
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            from helpers.database import StorageRefused
+            raise StorageRefused(
+                f"SQLite {sqlite3.sqlite_version} is too old: the bot needs "
+                f"{'.'.join(map(str, MIN_SQLITE))} or later (INSERT ... RETURNING)")
         path = Path(path)
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -74,8 +74,10 @@ def pg_cluster():
 
 @pytest.fixture
 def pg_url(pg_cluster):
-    """A fresh, empty PostgreSQL database's URL (a DATABASE_URL)."""
-    return pg_cluster.create_database()
+    """A fresh, empty PostgreSQL database's URL (a DATABASE_URL), dropped after the test."""
+    url = pg_cluster.create_database()
+    yield url
+    pg_cluster.drop_database(url)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -28,3 +28,22 @@ async def stored_bytes(app) -> bytes:
                 elif value is not None:
                     parts.append(str(value).encode())
     return b"\0".join(parts)
+
+
+def query_now(url: str, sql: str) -> list[dict]:
+    """A synchronous read of a PostgreSQL database (for a test's sync helper that runs
+    while an event loop is running in this thread: the read gets a loop of its own)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from helpers.database import Database
+
+    async def read() -> list[dict]:
+        db = await Database.open(url)
+        try:
+            return [dict(r) for r in await db._page(sql, ())]
+        finally:
+            await db.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, read()).result(timeout=60)

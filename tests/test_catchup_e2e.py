@@ -13,13 +13,16 @@ from tests.test_crash_e2e import FINAL, Rig, _channel
 
 
 @pytest.fixture
-async def make_rig(sim, clients, phone, tmp_path):
+async def make_rig(request, sim, clients, phone, tmp_path):
+    """A test that also asks for db_environ runs on SQLite and on PostgreSQL."""
+    db_environ = (request.getfixturevalue("db_environ")
+                  if "db_environ" in request.fixturenames else {})
     rigs: list[Rig] = []
 
     async def make(username: str, **env) -> Rig:
         bot_acc = sim.world.add_bot(username, "Catcher")
         user = await clients.user(phone, "Away")
-        rig = Rig(sim, user, bot_acc, tmp_path, **env)
+        rig = Rig(sim, user, bot_acc, tmp_path, **db_environ, **env)
         rigs.append(rig)
         return rig
 
@@ -47,7 +50,9 @@ async def _settled(rig: Rig, runs: int) -> None:
     await rig.until(lambda: len(rig.seen) > before, 30, "the barrier reply")
 
 
-async def test_links_sent_while_down_are_answered_once_after_sigterm_and_kill9(make_rig):
+async def test_links_sent_while_down_are_answered_once_after_sigterm_and_kill9(make_rig,
+                                                                              db_environ):
+    # db_environ: on both backends, since what was handled and the update state are stored
     rig = await make_rig("catchup_bot")
     links, captions, _ = await _channel(rig, [200_000, 200_000, 200_000], "cu")
     await rig.start()

@@ -24,6 +24,7 @@ from pyrogram import filters
 
 from bot.rehearsal_load import bot_environment
 from tests.simclient import file_digest, free_port, write_random
+from tests.stored_state import query_now
 
 ROOT = Path(__file__).resolve().parent.parent
 FINAL = {"done", "failed", "cancelled"}
@@ -152,11 +153,13 @@ class Rig:
         return sorted(set(ids))
 
     def jobs(self) -> dict[int, dict]:
+        sql = "SELECT id, status, attempts, delivered, error, msg_id FROM jobs ORDER BY id"
+        if self.env.get("DATABASE_URL"):  # the rig runs on PostgreSQL
+            return {r["id"]: r for r in query_now(self.env["DATABASE_URL"], sql)}
         con = sqlite3.connect(self.db_path, timeout=10)
         con.row_factory = sqlite3.Row
         try:
-            return {r["id"]: dict(r) for r in con.execute(
-                "SELECT id, status, attempts, delivered, error, msg_id FROM jobs ORDER BY id")}
+            return {r["id"]: dict(r) for r in con.execute(sql)}
         finally:
             con.close()
 
