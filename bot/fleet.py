@@ -247,7 +247,7 @@ class WorkerApp(App):
         self.queue = FleetWorker(self.fleet, pipeline.run, name=f.name,
                                  slots=s.max_concurrent_downloads, lease_s=f.lease_s,
                                  admission=self.monitor.admit, notify=self.notify,
-                                 on_tick=self.sessions.renew_all)
+                                 on_tick=self.sessions.renew_all, listen=self.db.listen)
         self.sessions.job_users = self.queue.user_ids
         self.monitor.register_gauge("active downloads", lambda: self.queue.running)
         self.monitor.register_gauge("live sessions", lambda: self.sessions.live_count)

@@ -42,7 +42,8 @@ class FleetWorker:
                  name: str, slots: int, lease_s: float,
                  admission: Callable[[], Awaitable[bool]] | None = None,
                  notify: Callable[[int, str], Awaitable[None]] | None = None,
-                 max_attempts: int = 3, on_tick: Callable[[], Awaitable[None]] | None = None):
+                 max_attempts: int = 3, on_tick: Callable[[], Awaitable[None]] | None = None,
+                 listen: Callable[[str, Callable[[str], None]], Awaitable[None]] | None = None):
         if slots < 1:
             raise ValueError("slots must be >= 1")
         self.store = store
@@ -55,6 +56,8 @@ class FleetWorker:
         self._notify = notify
         self.max_attempts = int(max_attempts)
         self._on_tick = on_tick
+        # LISTEN through the storage's own notice connection (Database.listen) when given
+        self._listen = listen or store.listen
         self._held: dict[int, _Held] = {}
         self._tasks: list[asyncio.Task] = []
         self._wake = asyncio.Event()
@@ -93,8 +96,8 @@ class FleetWorker:
 
     # lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
-        await self.store.listen(JOBS_CHANNEL, lambda _p: self._wake.set())
-        await self.store.listen(CANCEL_CHANNEL, self._on_cancel)
+        await self._listen(JOBS_CHANNEL, lambda _p: self._wake.set())
+        await self._listen(CANCEL_CHANNEL, self._on_cancel)
         self._tasks = [asyncio.create_task(self._slot(i), name=f"fleet-slot-{i}")
                        for i in range(self.slots)]
         self._tasks.append(asyncio.create_task(self._keeper(), name="fleet-leases"))
