@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import secrets
 import socket
 import urllib.parse
 from pathlib import Path
@@ -76,6 +77,10 @@ class FleetSettings:
         self.heartbeat_s = _env_float("HEARTBEAT_S", 5.0, 0.2)
         self.name = (_setting("WORKER_NAME")
                      or f"{socket.gethostname()}-{os.getpid()}")
+        # who holds a lease: the name plus this start's own mark, so a worker restarted under
+        # the same name never takes its dead predecessor's leases for its own (that one's
+        # connections may still be open on Telegram's side for a while)
+        self.owner = f"{self.name}.{secrets.token_hex(3)}"
 
     @property
     def stale_s(self) -> float:
@@ -150,7 +155,7 @@ class FrontApp(App):
         self.fleet: FleetStore | None = None
 
     def _make_sessions(self, *args, **kwargs):
-        return LeasedSessions(*args, store=self.fleet, owner=f"front:{self.fleet_settings.name}",
+        return LeasedSessions(*args, store=self.fleet, owner=f"front:{self.fleet_settings.owner}",
                               lease_s=self.fleet_settings.lease_s, **kwargs)
 
     def _make_queue(self, pipeline):
@@ -232,7 +237,7 @@ class WorkerApp(App):
             max_sessions=s.max_sessions, idle_s=s.session_idle_s,
             rss_mb=lambda: self.monitor.rss_mb, admission=self.monitor.admit,
             before_close=self.transfers.close_client,
-            store=self.fleet, owner=f.name, lease_s=f.lease_s)
+            store=self.fleet, owner=f.owner, lease_s=f.lease_s)
         self.bot = await login_bot(self._make_bot, retries=s.startup_retries,
                                    attempt_timeout_s=s.startup_timeout_s,
                                    session_file=Path(s.database_path).parent / "worker.session")
@@ -242,9 +247,9 @@ class WorkerApp(App):
             sessions=self.sessions, settings_of=self.db.get_settings,
             on_delivered=self.db.mark_delivered, transfers=self.transfers,
             split_bytes=s.split_mb * 1024 * 1024, save_settings=self.db.set_settings,
-            store=self.fleet, worker=f.name, id_secret=_id_secret(s))
+            store=self.fleet, worker=f.owner, id_secret=_id_secret(s))
         self.pipeline = pipeline
-        self.queue = FleetWorker(self.fleet, pipeline.run, name=f.name,
+        self.queue = FleetWorker(self.fleet, pipeline.run, name=f.owner,
                                  slots=s.max_concurrent_downloads, lease_s=f.lease_s,
                                  admission=self.monitor.admit, notify=self.notify,
                                  on_tick=self.sessions.renew_all, listen=self.db.listen)
@@ -282,7 +287,7 @@ class WorkerApp(App):
         finally:
             if self.fleet is not None:
                 try:
-                    await self.fleet.release_all(self.fleet_settings.name)
+                    await self.fleet.release_all(self.fleet_settings.owner)
                     await self.fleet.forget_worker(self.fleet_settings.name)
                 except Exception:  # noqa: BLE001 - they run out on their own
                     log.warning("could not release the worker's leases", exc_info=True)

@@ -146,8 +146,9 @@ class Fleet:
             await asyncio.sleep(0.1)
 
     async def holder(self, job_id: int) -> str | None:
+        """The name of the worker holding the job's lease (leases are held as name.mark)."""
         rows = await self.sql("SELECT worker FROM fleet_job_leases WHERE job_id = $1", job_id)
-        return rows[0]["worker"] if rows else None
+        return rows[0]["worker"].rsplit(".", 1)[0] if rows else None
 
 
 async def until(cond, timeout: float, what: str, every: float = 0.05):
