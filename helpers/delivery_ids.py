@@ -46,6 +46,11 @@ def install(client) -> None:
     client.rnd_id = rnd_id
 
 
+def active() -> bool:
+    """True inside a job's scope (its sends take their ids from the job's sequence)."""
+    return _scope.get() is not None
+
+
 @contextlib.contextmanager
 def scope(secret: bytes, job_id: int):
     """Every send inside (tasks started inside included) takes its id from the job's

@@ -8,8 +8,8 @@ How a job is delivered once though its worker may die at any moment:
 A worker that takes the job over after the first died re-runs it. If it finds `delivered`
 set it only says so (the pipeline's own check). Otherwise it sends again with the same ids;
 if the first worker's send had reached Telegram, Telegram answers RANDOM_ID_DUPLICATE and
-posts nothing, which this worker takes as "delivered before". A job of several sends (a file
-split in parts) stops at the first duplicate: the parts after it are not sent again.
+posts nothing, which this worker takes as "that one was delivered" and goes on with the next
+send of the job (a file split in parts resumes after the parts already delivered).
 """
 
 from __future__ import annotations
@@ -37,18 +37,23 @@ class FleetPipeline(Pipeline):
         self.duplicates_caught = 0
 
     async def _deliver_from(self, client, chat, msg, job, reporter) -> str:
-        earlier = await self.store.record_intent(self.worker, job["id"])
+        if await self.store.record_intent(self.worker, job["id"]):
+            log.info("job #%s: an earlier attempt may have sent it; sending with the same "
+                     "ids", job["id"])
         with delivery_ids.scope(self.id_secret, job["id"]):
-            try:
-                return await super()._deliver_from(client, chat, msg, job, reporter)
-            except _DUPLICATE:
-                # The ids are this job's alone: a duplicate is a send of ours that reached
-                # Telegram, from an earlier attempt (intent recorded) or from the client
-                # library resending a request whose answer was lost.
-                self.duplicates_caught += 1
-                log.warning("job #%s: Telegram already has its message (RANDOM_ID_DUPLICATE; "
-                            "%s)", job["id"], "an earlier attempt sent it" if earlier
-                            else "a resent request")
-                if earlier:
-                    return "delivered before this worker took the job over"
-                return "delivered"
+            return await super()._deliver_from(client, chat, msg, job, reporter)
+
+    async def _patient(self, call, where: str):
+        """Every send of the content goes through here: a duplicate is a send of ours that
+        reached Telegram (the ids are this job's alone), from an earlier attempt whose worker
+        died, or from the client library resending a request whose answer was lost. It
+        counts as sent, and the job goes on with its next send (a file in parts)."""
+        if not delivery_ids.active():
+            return await super()._patient(call, where)
+        try:
+            return await super()._patient(call, where)
+        except _DUPLICATE:
+            self.duplicates_caught += 1
+            log.warning("%s: Telegram already has this message (RANDOM_ID_DUPLICATE): sent "
+                        "before, not sent again", where)
+            return None
