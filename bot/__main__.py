@@ -1,7 +1,9 @@
 """`python -m bot` runs the bot; `python -m bot --sim` (or `rehearse`) rehearses it against
 tgsim in one process; `python -m bot rehearse --users N ...` runs the load rehearsal with tgsim
 and the bot as separate processes; `python -m bot genkey` prints a fresh SESSION_KEY;
-`python -m bot migrate-db --to postgresql://...` moves a SQLite deployment into PostgreSQL.
+`python -m bot migrate-db --to postgresql://...` moves a SQLite deployment into PostgreSQL;
+`python -m bot front` / `python -m bot worker` run the scaled layout's roles over PostgreSQL
+(bot/fleet.py).
 
 The rehearsals live in the harness (harness/rehearsal.py, harness/rehearsal_load.py) and are
 imported only inside their commands: running the bot never loads tgsim or the harness."""
@@ -16,8 +18,8 @@ import sys
 
 from bot.config import ConfigError, load_settings
 
-USAGE = ("python -m bot [--sim | genkey | rehearse [--users N --jobs M --file-mb S ...] | "
-         "migrate-db --to postgresql://...]")
+USAGE = ("python -m bot [--sim | genkey | front | worker | "
+         "rehearse [--users N --jobs M --file-mb S ...] | migrate-db --to postgresql://...]")
 
 
 def _start_tracemalloc(loop: asyncio.AbstractEventLoop) -> None:
@@ -40,7 +42,7 @@ def _start_tracemalloc(loop: asyncio.AbstractEventLoop) -> None:
     loop.add_signal_handler(signal.SIGUSR1, dump)
 
 
-def _run_bot(settings) -> int:
+def _run_bot(settings, role: str | None = None) -> int:
     # Render sends SIGTERM on every deploy, maybe while the heavy imports below still run.
     # Nothing is open during them, so a stop then leaves at once; after them it is noted
     # and honoured at whatever stage start-up has reached.
@@ -49,6 +51,11 @@ def _run_bot(settings) -> int:
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     from bot.app import App
     from bot.startup import StartupError
+
+    if role is not None:  # the scaled layout's front or worker (bot/fleet.py)
+        from bot.fleet import app_for
+
+        App = app_for(role)  # noqa: N806
 
     for sig in previous:
         signal.signal(sig, lambda signum, _frame: early.append(signum))
@@ -176,6 +183,14 @@ def main(argv: list[str]) -> int:
         return 2
     if argv[:1] == ["migrate-db"]:
         return _migrate_db(argv[1:], settings)
+    if argv in (["front"], ["worker"]):
+        from bot.fleet import check_role
+
+        problem = check_role(settings, argv[0])
+        if problem:
+            print(f"Configuration error: {problem}", file=sys.stderr)
+            return 2
+        return _run_bot(settings, argv[0])
     if argv in (["--sim"], ["rehearse"]):
         from harness.rehearsal import rehearse
 

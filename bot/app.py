@@ -123,7 +123,20 @@ class App:
             settings=SettingsService(self.db, self.prompts),
             admin=AdminService(self.db, is_admin=self.is_admin, set_banned=self.set_banned,
                                jobs=jobs, notify=self.notify, spawn=self.spawn,
-                               stats=self.stats_text, monitor=self.monitor))
+                               stats=self.stats_text, monitor=self.monitor,
+                               fleet=getattr(self, "fleet_text", None)))
+
+    def _make_sessions(self, *args, **kwargs) -> SessionManager:
+        """The fleet's roles (bot/fleet.py) put user sessions under a database lease."""
+        return SessionManager(*args, **kwargs)
+
+    def _make_queue(self, pipeline: Pipeline) -> QueueManager:
+        """The front (bot/fleet.py) admits jobs here and leaves running them to workers."""
+        s = self.settings
+        return QueueManager(self.db, pipeline.run, max_concurrent=s.max_concurrent_downloads,
+                            max_queue=s.max_queue, max_per_user=s.max_jobs_per_user,
+                            admission=self.monitor.admit, notify=self.notify,
+                            announce_start=False)
 
     def _owned_dirs(self) -> set[str]:
         return {str(j) for j in (self.queue.active_job_ids() if self.queue else ())}
@@ -268,7 +281,7 @@ class App:
             raise StartupError(str(e), 1) from None
         self.janitor.db, self.janitor.history_s = self.db, s.job_history_days * 86400
         await self._open_cipher()
-        self.sessions = SessionManager(
+        self.sessions = self._make_sessions(
             self.db, self.cipher, api_id=s.api_id, api_hash=s.api_hash,
             server=s.telegram_servers, server_key=s.telegram_server_key,
             max_sessions=s.max_sessions, idle_s=s.session_idle_s, rss_mb=lambda: self.monitor.rss_mb,
@@ -294,10 +307,7 @@ class App:
                             keep_partial=lambda: bool(self.queue and self.queue.stopping),
                             split_bytes=s.split_mb * 1024 * 1024,
                             save_settings=self.db.set_settings, access=access)
-        self.queue = QueueManager(self.db, pipeline.run, max_concurrent=s.max_concurrent_downloads,
-                                  max_queue=s.max_queue, max_per_user=s.max_jobs_per_user,
-                                  admission=self.monitor.admit, notify=self.notify,
-                                  announce_start=False)
+        self.queue = self._make_queue(pipeline)
         self.services.jobs.attach_queue(self.queue)
         self.monitor.register_gauge("queue length", lambda: self.queue.waiting)
         self.monitor.register_gauge("active downloads", lambda: self.queue.running)

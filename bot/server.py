@@ -35,7 +35,7 @@ STATUS_KEYS = {
     "jobs": "dict status -> count of jobs finished with that status",
 }
 # Optional detail lists in status(): rows of dicts shown on the page, ids masked without token.
-DETAIL_KEYS = ("sessions", "queue")
+DETAIL_KEYS = ("sessions", "queue", "workers")  # workers: the scaled layout's front
 PRIVATE_FIELDS = frozenset({"user_id", "user", "username", "chat_id", "phone", "first_name",
                             "last_name", "name"})
 MAX_ROWS = 50
@@ -261,7 +261,7 @@ class WebServer:
             figures.append(("Jobs", ", ".join(f"{k}: {v}" for k, v in list(jobs.items())[:MAX_ROWS])))
         dl = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in figures)
         details = "".join(f"<h2>{esc(key.capitalize())}</h2>{self._table(st.get(key), authorized)}"
-                          for key in DETAIL_KEYS)
+                          for key in DETAIL_KEYS if key != "workers" or key in st)
         return (
             "<!doctype html><html><head><meta charset='utf-8'>"
             "<meta http-equiv='refresh' content='30'><title>bot status</title>"

@@ -187,6 +187,18 @@ def mirrored_storage_class(base: type) -> type:
     return cls
 
 
+def random_id_source(client: Client) -> Callable[[], int]:
+    """Where the client draws each request's random_id (messages.send*: Telegram drops a
+    second send with the same one, RANDOM_ID_DUPLICATE)."""
+    return client.rnd_id
+
+
+def set_random_id_source(client: Client, pick: Callable[[], int]) -> None:
+    """The library calls `client.rnd_id()` for every send's random_id; an instance
+    attribute shadows its static method for this client only."""
+    client.rnd_id = pick
+
+
 # the dispatcher and the caches ------------------------------------------------------------
 
 

@@ -165,7 +165,8 @@ class AdminService:
     def __init__(self, db, *, is_admin: Callable[[int], bool],
                  set_banned: Callable[[int, bool], Awaitable[None]], jobs: JobsService,
                  notify: Callable[[int, str], Awaitable[None]],
-                 spawn: Callable, stats: Callable[[], Awaitable[str]], monitor):
+                 spawn: Callable, stats: Callable[[], Awaitable[str]], monitor,
+                 fleet: Callable[[], str] | None = None):
         self._db = db
         self.is_admin = is_admin
         self._set_banned = set_banned
@@ -174,6 +175,7 @@ class AdminService:
         self.spawn = spawn  # a background task the app owns (a broadcast)
         self.stats = stats
         self._monitor = monitor
+        self._fleet = fleet  # the scaled layout's front: one line per worker (bot/fleet.py)
         self._broadcasting = False
 
     async def set_premium(self, user_id: int, until: float) -> None:
@@ -207,7 +209,14 @@ class AdminService:
         return self._db.iter_user_ids()
 
     def memstats(self) -> str:
-        return self._monitor.memstats_text()
+        text = self._monitor.memstats_text()
+        return f"{text}\n\n{self._fleet()}" if self._fleet is not None else text
+
+    def fleet_for(self, user_id: int) -> str:
+        """The workers' lines for an admin's /status on the front; empty otherwise."""
+        if self._fleet is None or not self.is_admin(user_id):
+            return ""
+        return f"\n\n{self._fleet()}"
 
     async def force_gc(self) -> str:
         return await self._monitor.force_gc()

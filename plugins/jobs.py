@@ -6,14 +6,16 @@ from pyrogram import Client, enums, filters
 @Client.on_message(filters.private & filters.command("status"))
 async def status(client: Client, message):
     jobs = await client.services.jobs.user_jobs(message.from_user.id)
+    extra = client.services.admin.fleet_for(message.from_user.id)  # admins of the front
     if not jobs:
-        await message.reply("You have no jobs in progress. Send me a t.me link to start one.")
+        await message.reply("You have no jobs in progress. Send me a t.me link to start one."
+                            + extra, parse_mode=enums.ParseMode.DISABLED)
         return
     lines = []
     for job_id, state, pos in jobs:
         where = f"position {pos}" if pos else state
         lines.append(f"Job #{job_id}: {where}")
-    await message.reply("\n".join(lines), parse_mode=enums.ParseMode.DISABLED)
+    await message.reply("\n".join(lines) + extra, parse_mode=enums.ParseMode.DISABLED)
 
 
 @Client.on_message(filters.private & filters.command(["canceldownload", "cancel"]))

@@ -106,3 +106,16 @@ def db_environ(request):
     if request.param == "sqlite":
         return {}
     return {"DATABASE_URL": request.getfixturevalue("pg_url")}
+
+
+@pytest.fixture
+async def fleet(sim, pg_url, tmp_path):
+    """The scaled layout's processes (front, workers) over one PostgreSQL database."""
+    from harness.fleetrig import Fleet, serial
+
+    bot_acc = sim.world.add_bot(f"fleet{next(serial)}_bot", "Fleet")
+    f = Fleet(sim, pg_url, bot_acc, tmp_path)
+    try:
+        yield f
+    finally:
+        f.stop_all()

@@ -71,6 +71,9 @@ class FloodRule:
 class Faults:
     latency_s: float = 0.0  # added before every RPC answer
     method_latency_s: dict[str, float] = field(default_factory=dict)
+    # the answer of a method held back this long after it took effect (its message is
+    # posted, its reply still in transit): the moment a client may die knowing nothing
+    answer_latency_s: dict[str, float] = field(default_factory=dict)
     bandwidth_bps: int = 0  # per connection and direction, 0 = unlimited
     flood: dict[str, FloodRule] = field(default_factory=dict)
     # drop a connection once it has sent this many bytes of file data (upload.getFile answers)

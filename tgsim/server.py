@@ -215,6 +215,9 @@ class TgSim:
             lambda ch, uid, actor, before: membership.announce(self, ch, uid, actor, before))
         from tgsim.cdn import Cdn
         self.cdn = Cdn(self)
+        from tgsim.key_places import RandomIds
+        self.random_ids = RandomIds()  # RANDOM_ID_DUPLICATE (tgsim/key_places.py)
+        self.duplicated_accounts: set[int] = set()  # AUTH_KEY_DUPLICATED was answered
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> "TgSim":
@@ -419,7 +422,11 @@ class TgSim:
             conn.close()
             return
         salt, session_id, message = crypto.unpack_client(packet, auth.key)
-        conn.auth = auth
+        if conn.auth is not auth:
+            conn.auth = auth
+            if auth.user_id is not None:
+                from tgsim.key_places import check_duplicate
+                check_duplicate(self, conn)  # one key, two processes (tgsim/key_places.py)
         skey = (auth.key_id, session_id)
         session = self.sessions.get(skey)
         if session is None:
@@ -495,12 +502,14 @@ class TgSim:
                       name: str, no_updates: bool, slot: bool | None) -> None:
         from tgsim.api import Call, dispatch
         from tgsim.cdn import check_dc
+        from tgsim.key_places import refuse_if_duplicated
 
         try:
             delay = self.faults.delay_for(name)
             if delay:
                 await asyncio.sleep(delay)
             check_dc(conn, name)
+            refuse_if_duplicated(session.auth)
             if slot is False:  # over the account's cap of file requests in flight
                 self.stats["file_cap_floods"] += 1
                 raise RpcFail(420, f"FLOOD_WAIT_{self.file_limit.wait_s}")
@@ -514,6 +523,9 @@ class TgSim:
             call = Call(self, conn, session, no_updates)
             result = await dispatch(call, name, query)
             payload = rpc_result(req_msg_id, result)
+            held = self.faults.answer_latency_s.get(name)
+            if held:
+                await asyncio.sleep(held)
         except RpcFail as e:
             payload = rpc_error(req_msg_id, e.code, e.message)
         except asyncio.CancelledError:

@@ -237,3 +237,10 @@ def test_mirrored_storage_relies_on_the_storage_peer_methods():
     assert params(get_input_peer) == ["peer_id", "access_hash", "peer_type"]
     cls = ca.mirrored_storage_class(SQLiteStorage)
     assert issubclass(cls, SQLiteStorage) and ca.mirrored_storage_class(SQLiteStorage) is cls
+
+
+def test_random_ids_come_from_the_client_rnd_id():
+    client = Client("contract-rnd", api_id=1, api_hash="x" * 32, in_memory=True)
+    assert callable(client.rnd_id) and isinstance(client.rnd_id(), int)
+    ca.set_random_id_source(client, lambda: 42)
+    assert ca.random_id_source(client)() == 42

@@ -181,8 +181,10 @@ async def _finish(call: Call, input_file) -> tuple:
 async def send_message(call: Call, q):
     target = call.peer_from_input(q.peer)
     bundle = Bundle(call.world, call.me.id)
+    call.sim.random_ids.check(call.me.id, [q.random_id])  # RANDOM_ID_DUPLICATE (key_places)
     ups = post(call, target, text=q.message, entities=q.entities, reply_to=q.reply_to,
                reply_markup=q.reply_markup, random_id=q.random_id, bundle=bundle)
+    call.sim.random_ids.record(call.me.id, [q.random_id])
     return _updates(call, ups, bundle)
 
 
@@ -191,9 +193,11 @@ async def send_media(call: Call, q):
     target = call.peer_from_input(q.peer)
     bundle = Bundle(call.world, call.me.id)
     media = await media_from_input(call, q.media)
+    call.sim.random_ids.check(call.me.id, [q.random_id])
     ups = post(call, target, text=q.message, entities=q.entities, media=media,
                reply_to=q.reply_to, reply_markup=q.reply_markup, random_id=q.random_id,
                bundle=bundle)
+    call.sim.random_ids.record(call.me.id, [q.random_id])
     return _updates(call, ups, bundle)
 
 
@@ -214,11 +218,13 @@ async def send_multi_media(call: Call, q):
               for i, single in enumerate(q.multi_media)]
     limits.check_album_kinds([limits.media_kind(m) for m in medias])
     group = int.from_bytes(os.urandom(7), "little")
+    call.sim.random_ids.check(call.me.id, [s.random_id for s in q.multi_media])
     ups = []
     for single, media in zip(q.multi_media, medias):
         ups += post(call, target, text=single.message, entities=single.entities, media=media,
                     reply_to=q.reply_to, grouped_id=group, random_id=single.random_id,
                     bundle=bundle)
+    call.sim.random_ids.record(call.me.id, [s.random_id for s in q.multi_media])
     return _updates(call, ups, bundle)
 
 
@@ -375,6 +381,7 @@ async def forward_messages(call: Call, q):
     if src[0] == "channel" and src[1].noforwards:
         raise RpcFail(400, "CHAT_FORWARDS_RESTRICTED")
     bundle = Bundle(call.world, me.id)
+    call.sim.random_ids.check(me.id, q.random_id)
     groups: dict[int, int] = {}
     ups = []
     reply_to = None
@@ -401,6 +408,7 @@ async def forward_messages(call: Call, q):
         ups += post(call, dst, text=text, entities=None if not text else msg.entities,
                     media=msg.media, grouped_id=group, fwd_from=fwd, random_id=rnd,
                     reply_to=reply_to, bundle=bundle)
+    call.sim.random_ids.record(me.id, q.random_id)
     return _updates(call, ups, bundle)
 
 
