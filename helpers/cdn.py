@@ -19,8 +19,9 @@ import hashlib
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pyrogram import raw
-from pyrogram.crypto import aes, rsa
 from pyrogram.raw.core.primitives import Bytes
+
+from helpers import client_adapter_transfer as adapter
 
 
 class CdnHashMismatch(Exception):
@@ -41,9 +42,7 @@ def trust_cdn_keys(config: raw.types.CdnConfig) -> int:
     for item in config.public_keys:
         numbers = load_pem_public_key(item.public_key.encode()).public_numbers()
         fingerprint = _fingerprint(numbers.n, numbers.e)
-        if fingerprint not in rsa.server_public_keys:
-            rsa.server_public_keys[fingerprint] = rsa.PublicKey(m=numbers.n, e=numbers.e)
-            added += 1
+        added += adapter.add_server_key(fingerprint, numbers.n, numbers.e)
     return added
 
 
@@ -75,7 +74,7 @@ class CdnFile:
 
     def decrypt(self, data: bytes, offset: int) -> bytes:
         iv = bytearray(self.iv[:-4] + (offset // 16).to_bytes(4, "big"))
-        return aes.ctr256_decrypt(data, self.key, iv)
+        return adapter.ctr256_decrypt(data, self.key, iv)
 
     def missing(self, offset: int, length: int) -> int | None:
         """The first offset in [offset, offset + length) whose hash is not known yet."""
