@@ -161,8 +161,11 @@ class PeakRss:
 async def child(spec: dict) -> dict:
     from pyrogram import Client
 
+    from helpers.allocator import pin_mmap_threshold
     from helpers.telegram_server import client_options
     from helpers.transfer import Transfers
+
+    pin_mmap_threshold()  # as the bot does at start (bot/app.py), for stock and ours alike
 
     address = tuple(spec["address"])
     opts = client_options("child", address, spec["key"], spec["session"])

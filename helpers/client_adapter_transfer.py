@@ -17,6 +17,9 @@ copies (`send`), watching that connection, making a CDN DC's key, trusting a CDN
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import struct
 import weakref
 from typing import Callable
 
@@ -93,26 +96,50 @@ def add_server_key(fingerprint: int, n: int, e: int) -> bool:
     return True
 
 
+_HEADER = struct.Struct("<q8sqii")  # salt, session_id, msg_id, seq_no, length (mtproto/description)
+
+
+def pack(body: bytes, msg_id: int, seq_no: int, salt: int, session_id: bytes,
+         auth_key: bytes, auth_key_id: bytes) -> bytes:
+    """An encrypted MTProto 2.0 message (core.telegram.org/mtproto/description) around a
+    serialized body, as the library's mtproto.pack makes it but with one copy of the payload
+    instead of about eight (it serializes the body twice and concatenates it four times):
+    the hash is fed in pieces, the plain text joined once."""
+    header = _HEADER.pack(salt, session_id, msg_id, seq_no, len(body))
+    padding = os.urandom(-(len(header) + len(body) + 12) % 16 + 12)
+    h = hashlib.sha256(auth_key[88:120])
+    h.update(header)
+    h.update(body)
+    h.update(padding)
+    msg_key = h.digest()[8:24]
+    aes_key, aes_iv = mtproto.kdf(auth_key, msg_key, True)
+    plain = b"".join((header, body, padding))
+    return auth_key_id + msg_key + aes.ige256_encrypt(plain, aes_key, aes_iv)
+
+
 async def send(session: Session, query, timeout: float, on_sent: Callable[[], None]):
-    """`Session.send`, minus two things a parallel transfer cannot afford: it keeps the
-    request and its encrypted copy referenced until the answer comes (two copies of every
-    upload part in flight, for a whole round trip), and a cancelled call leaves its slot in
-    `session.results`, where a late 1 MB answer would then stay for the session's life.
+    """`Session.send`, minus what a parallel transfer cannot afford: it keeps the request
+    and its encrypted copy referenced until the answer comes (two copies of every upload
+    part in flight, for a whole round trip), it serializes the request twice and copies it
+    several times more, and a cancelled call leaves its slot in `session.results`, where a
+    late 1 MB answer would then stay for the session's life.
     Raises the RPC error, Resend (new salt), Broken, or TimeoutError."""
     connection = session.connection
     if connection is None:
         raise Broken("media session stopped")
-    message = await session.msg_factory.create(query)
+    factory = session.msg_factory
+    msg_id = await factory.allocate_message_identity()
+    seq_no = await factory.allocate_message_sequence(True)  # file requests are content
     kind = type(query)
+    body = query.write()
     del query
-    msg_id = message.msg_id
     slot = _Result()
     session.results[msg_id] = slot
     try:
         payload = await asyncio.get_running_loop().run_in_executor(
-            connection.protocol.crypto_executor, mtproto.pack, message, session.salt,
+            connection.protocol.crypto_executor, pack, body, msg_id, seq_no, session.salt,
             session.session_id, session.auth_key, session.auth_key_id)
-        del message
+        del body
         await connection.send(payload)
         del payload
         on_sent()

@@ -53,9 +53,10 @@ def test_send_relies_on_these_session_internals():
                  "auth_key_id", "is_started"):
         assert name in attrs, name
     assert _assigned(session_module.Result) >= {"value", "event"}
-    assert inspect.iscoroutinefunction(MsgFactory.create)
-    assert _params(mtproto.pack) == ["message", "salt", "session_id", "auth_key",
-                                     "auth_key_id"]
+    assert inspect.iscoroutinefunction(MsgFactory.allocate_message_identity)
+    assert _params(MsgFactory.allocate_message_sequence) == ["self", "is_content_related"]
+    assert _params(mtproto.kdf) == ["auth_key", "msg_key", "outgoing"]
+    assert callable(aes.ige256_encrypt)
     # the transport's executor the library packs on, reached as connection.protocol
     assert "crypto_executor" in _assigned(tcp.TCP)
     assert "protocol" in inspect.getsource(pyrogram.connection.Connection)
