@@ -236,7 +236,8 @@ async def _deliver_one(env, tmp_path, size: int, name: str, **flood):
 
 async def test_flood_premium_wait_on_download_is_waited_out(sim, clients, tmp_path):
     async with bot_env(sim, clients, tmp_path) as env:
-        await _deliver_one(env, tmp_path, 2_000_000, "premium-down", **{
+        # 5 parts of 1 MiB, so every third getFile meets it (2 MB was 8 parts of 256 KB)
+        await _deliver_one(env, tmp_path, 5_000_000, "premium-down", **{
             "upload.GetFile": FloodRule(every=3, seconds=2, limit=2,
                                         kind="FLOOD_PREMIUM_WAIT")})
 
