@@ -60,6 +60,7 @@ class Window:
         self.name = name
         self.inflight = 0
         self.peak = 0
+        self.lowest = cap  # the smallest the window has been (for metrics and tests)
         self.changes = 0
         self._ok = 0
         self._changed_at = 0.0
@@ -107,6 +108,7 @@ class Window:
         log.info("transfer window of account %s: %d -> %d requests in flight (%s)",
                  self.name, self.limit, limit, reason)
         self.limit = limit
+        self.lowest = min(self.lowest, limit)
         self.changes += 1
         self._changed_at = now
         self._ok = 0
