@@ -79,7 +79,9 @@ def consume(task: asyncio.Future) -> None:
 class Pools:
     START_TIMEOUT_S = 10.0  # a media session that is not up in this long is given up
     WATCH_EVERY_S = 0.2  # how often an in-flight request checks its connection is alive
-    UNSENT_PER_CONNECTION = 1  # requests built and waiting for the wire, per connection
+    # requests built and waiting for the wire, per connection: two, so the next part is read
+    # and encrypted while one is on the wire (one left the link idle during every pack)
+    UNSENT_PER_CONNECTION = 2
 
     def __init__(self, max_connections: int, idle_close_s: float):
         self.max_connections = max_connections
