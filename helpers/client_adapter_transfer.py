@@ -17,9 +17,11 @@ copies (`send`), watching that connection, making a CDN DC's key, trusting a CDN
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import struct
+import time
 import weakref
 from typing import Callable
 
@@ -45,6 +47,9 @@ class Resend(Exception):
 # client -> {dc_id: lock}: the library does not guard against two callers making the
 # client's session for a foreign DC at once (two sessions, two exports)
 _home_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# client -> {dc_id: (monotonic deadline, the 420)}: an export Telegram answered with a wait is
+# not tried again before it is over, by this connection or any other (never export in a loop)
+_export_floods: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 async def open_media_session(client, dc_id: int, address: str, port: int) -> Session:
@@ -53,8 +58,26 @@ async def open_media_session(client, dc_id: int, address: str, port: int) -> Ses
     On a foreign DC the client's own session there is made first, once, under a lock: that
     is the library's one export/import for the DC, and every media session shares its key."""
     lock = _home_locks.setdefault(client, {}).setdefault(dc_id, asyncio.Lock())
+    floods = _export_floods.setdefault(client, {})
     async with lock:
-        await client.get_session(dc_id)  # cached by the library after the first call
+        until, flood = floods.get(dc_id, (0.0, None))
+        if flood is not None and time.monotonic() < until:
+            # the same 420 with what is left of it: the caller's policy waits that out
+            raise type(flood)(max(1, int(until - time.monotonic() + 0.999)),
+                              "auth.ExportAuthorization")
+        try:
+            await client.get_session(dc_id)  # cached by the library after the first call
+        except Exception as e:
+            # the library caches that session before it exports, and keeps it when the
+            # export fails: unauthorized, every later media session would share a dead key
+            # (401 AUTH_KEY_UNREGISTERED). Forget it, so the next attempt exports afresh.
+            broken = client.sessions.pop(dc_id, None)
+            if broken is not None:
+                with contextlib.suppress(Exception):
+                    await broken.stop()
+            if isinstance(e, (errors.FloodWait, errors.FloodPremiumWait)):
+                floods[dc_id] = (time.monotonic() + float(e.value or 0), e)
+            raise
     return await client.get_session(dc_id, is_media=True, temporary=True,
                                     export_authorization=False, server_address=address,
                                     port=port)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 
 from pyrogram.file_id import FileId
 
@@ -141,4 +142,43 @@ async def test_one_export_per_account_and_dc_for_every_connection_there(clients,
         assert sim.export_limit.floods == 0
     finally:
         sim.faults.method_latency_s.clear()
+        await t.close()
+
+
+async def test_a_flood_on_export_is_waited_out_once_for_all_connections(clients, phone, sim,
+                                                                        tmp_path):
+    """auth.exportAuthorization answered FLOOD_WAIT (the library does not sleep: threshold
+    0, as the bot's user sessions run): the connections opening at once to DC 4 do not each
+    export again; the wait goes through the one policy and one export follows it."""
+    user = await clients.user(phone, "ExportFlood")
+    user.sleep_threshold = 0  # every 420 reaches the bot's policy, as in session_manager.py
+    t = Transfers()
+    try:
+        src = write_random(tmp_path / "far.bin", 12 * MIB + 5)
+        msg = await t.send_file(user, "me", str(src), kind="document")
+        sim.world.media[_media_id(msg)].dc_id = 4
+        msg = await user.get_messages("me", msg.id)
+        sim.faults.flood["auth.ExportAuthorization"] = FloodRule(every=1, seconds=2, limit=2)
+        uid = user.me.id
+        seen: list[float] = []  # when each export attempt arrived
+
+        async def watch() -> None:
+            while True:
+                while len(seen) < sim.stats["auth.ExportAuthorization"]:
+                    seen.append(time.monotonic())
+                await asyncio.sleep(0.01)
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            out = await t.download(user, msg, str(tmp_path / "dl" / "far.bin"))
+        finally:
+            watcher.cancel()
+        assert file_digest(out) == file_digest(src)
+        assert t.connections(user) > 1, "the test needs several connections to DC 4"
+        # two refused, each waited out before the next attempt, then one export for all
+        assert len(seen) == 3, seen
+        assert seen[1] - seen[0] >= 1.5 and seen[2] - seen[1] >= 1.5, seen
+        assert sim.exports[(4, uid)] == 1 and sim.imports[(4, uid)] == 1
+    finally:
+        sim.faults.flood.clear()
         await t.close()

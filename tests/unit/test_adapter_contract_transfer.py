@@ -34,6 +34,9 @@ def test_open_media_session_uses_the_public_get_session():
                  "temporary"):
         assert name in params, name
     assert inspect.iscoroutinefunction(pyrogram.Client.get_session)
+    # a foreign DC's session the library caches there even when its export failed
+    assert "sessions" in _assigned(pyrogram.Client)
+    assert "sessions[dc_id] = session" in inspect.getsource(pyrogram.Client.get_session)
     # the pool asks the address once per DC (transfer_pool.Pools._open)
     assert _params(pyrogram.Client.get_dc_option)[:5] == ["self", "dc_id", "is_media",
                                                          "is_cdn", "ipv6"]
