@@ -86,7 +86,9 @@ class App:
                                      settings.spike_mb, settings.memory_check_interval)
         self.transfers = Transfers(reserve=self.monitor.try_reserve,
                                    max_connections=settings.transfer_connections,
-                                   max_inflight=settings.transfer_parts_in_flight)
+                                   max_inflight=settings.transfer_parts_in_flight,
+                                   account_inflight=settings.transfer_account_inflight,
+                                   big_files=settings.transfer_big_files)
         self.janitor = Janitor(settings.assets_dir, max_age_s=settings.janitor_max_age_s,
                                owned=self._owned_dirs)
         # user_id -> the text input a settings button asked for (a caption, a name pattern...)

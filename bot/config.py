@@ -90,6 +90,8 @@ class Settings:
     metrics_token: str = ""
     transfer_connections: int = 4
     transfer_parts_in_flight: int = 32
+    transfer_account_inflight: int = 12
+    transfer_big_files: int = 2
     split_mb: int = 0
     messages_per_minute: int = 20
     startup_retries: int = 5
@@ -365,6 +367,9 @@ def load_settings(environ: Mapping[str, str] | None = None,
         # 12: Telegram limits the file requests one account keeps in flight (16 in
         # tgsim/file_limits.py), and Transfers gates all files of one account at 12 together
         transfer_parts_in_flight=r.int("TRANSFER_PARTS_IN_FLIGHT", 12, maximum=64),
+        # file requests in flight per account, all its jobs together (helpers/transfer_budget.py)
+        transfer_account_inflight=r.int("TRANSFER_ACCOUNT_INFLIGHT", 12, maximum=64),
+        transfer_big_files=r.int("TRANSFER_BIG_FILES", 2, maximum=16),
         messages_per_minute=r.int("MESSAGES_PER_MINUTE", 20, maximum=10_000),
         startup_retries=r.int("STARTUP_RETRIES", 5, minimum=0, maximum=1000),
         startup_timeout_s=r.int("STARTUP_TIMEOUT", 30, maximum=3600),

@@ -19,19 +19,12 @@ import hashlib
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pyrogram import raw
-from pyrogram.crypto import aes, rsa
-from pyrogram.raw.core.primitives import Bytes
+
+from helpers import client_adapter as adapter
 
 
 class CdnHashMismatch(Exception):
     """A chunk from the CDN does not match the master's hash: it is fetched again."""
-
-
-def _fingerprint(n: int, e: int) -> int:
-    """Telegram's key fingerprint: the lower 64 bits of SHA-1 over the TL-serialised key."""
-    digest = hashlib.sha1(Bytes(n.to_bytes((n.bit_length() + 7) // 8, "big"))
-                          + Bytes(e.to_bytes((e.bit_length() + 7) // 8, "big"))).digest()
-    return int.from_bytes(digest[-8:], "little", signed=True)
 
 
 def trust_cdn_keys(config: raw.types.CdnConfig) -> int:
@@ -40,10 +33,8 @@ def trust_cdn_keys(config: raw.types.CdnConfig) -> int:
     added = 0
     for item in config.public_keys:
         numbers = load_pem_public_key(item.public_key.encode()).public_numbers()
-        fingerprint = _fingerprint(numbers.n, numbers.e)
-        if fingerprint not in rsa.server_public_keys:
-            rsa.server_public_keys[fingerprint] = rsa.PublicKey(m=numbers.n, e=numbers.e)
-            added += 1
+        fingerprint = adapter.server_key_fingerprint(numbers.n, numbers.e)
+        added += adapter.add_server_key(fingerprint, numbers.n, numbers.e)
     return added
 
 
@@ -75,7 +66,7 @@ class CdnFile:
 
     def decrypt(self, data: bytes, offset: int) -> bytes:
         iv = bytearray(self.iv[:-4] + (offset // 16).to_bytes(4, "big"))
-        return aes.ctr256_decrypt(data, self.key, iv)
+        return adapter.ctr256_decrypt(data, self.key, iv)
 
     def missing(self, offset: int, length: int) -> int | None:
         """The first offset in [offset, offset + length) whose hash is not known yet."""

@@ -16,16 +16,10 @@ from __future__ import annotations
 
 import logging
 
-from pyrogram import errors
-
 from helpers import delivery_ids
 from helpers.pipeline import Pipeline
 
 log = logging.getLogger("fleet")
-
-_DUPLICATE = tuple(e for e in (getattr(errors, "RandomIdDuplicate", None),
-                               getattr(errors, "RandomIdDuplicate500", None)) if e)
-
 
 class FleetPipeline(Pipeline):
     def __init__(self, *args, store, worker: str, id_secret: bytes, **kwargs):
@@ -34,7 +28,6 @@ class FleetPipeline(Pipeline):
         self.worker = worker
         self.id_secret = id_secret
         delivery_ids.install(self.bot)
-        self.duplicates_caught = 0
 
     async def _deliver_from(self, client, chat, msg, job, reporter) -> str:
         if await self.store.record_intent(self.worker, job["id"]):
@@ -42,18 +35,3 @@ class FleetPipeline(Pipeline):
                      "ids", job["id"])
         with delivery_ids.scope(self.id_secret, job["id"]):
             return await super()._deliver_from(client, chat, msg, job, reporter)
-
-    async def _patient(self, call, where: str):
-        """Every send of the content goes through here: a duplicate is a send of ours that
-        reached Telegram (the ids are this job's alone), from an earlier attempt whose worker
-        died, or from the client library resending a request whose answer was lost. It
-        counts as sent, and the job goes on with its next send (a file in parts)."""
-        if not delivery_ids.active():
-            return await super()._patient(call, where)
-        try:
-            return await super()._patient(call, where)
-        except _DUPLICATE:
-            self.duplicates_caught += 1
-            log.warning("%s: Telegram already has this message (RANDOM_ID_DUPLICATE): sent "
-                        "before, not sent again", where)
-            return None

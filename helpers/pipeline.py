@@ -19,14 +19,15 @@ from typing import Awaitable, Callable
 from pyrogram import Client, enums, errors, raw, types
 
 from helpers import floodwait, media_kinds, peers, tg_text
-from helpers.chat_access import ChatAccess, UnknownPeer
 from helpers import user_settings as us
+from helpers.chat_access import ChatAccess, UnknownPeer
 from helpers.client_adapter import parse_messages
 from helpers.janitor import Janitor, safe_filename
 from helpers.memory_monitor import MemoryMonitor
 from helpers.progress import ProgressReporter
 from helpers.queue_manager import JobError, failure_text, mark_told
-from helpers.session_manager import AUTH_GONE as _AUTH_GONE, SessionManager
+from helpers.session_manager import AUTH_GONE as _AUTH_GONE
+from helpers.session_manager import SessionManager
 from helpers.thumbs import Thumbnails
 from helpers.transfer import Transfers
 
@@ -35,6 +36,9 @@ _SEND_ATTEMPTS = 3
 _DIALOG_SCAN_LIMIT = 2000  # how far to look for a chat the user's session has not cached
 
 log = logging.getLogger("pipeline")
+
+_DUPLICATE = tuple(e for e in (getattr(errors, "RandomIdDuplicate", None),
+                               getattr(errors, "RandomIdDuplicate500", None)) if e)
 
 # Errors that mean "this account cannot see that chat".
 _UNREADABLE = (errors.ChannelInvalid, errors.ChannelPrivate, errors.UsernameNotOccupied,
@@ -83,6 +87,7 @@ class Pipeline:
         # True while the bot shuts down: an interrupted job keeps its parts to resume from.
         self.keep_partial = keep_partial
         self.split_bytes = split_bytes  # 0: Telegram's own limit for the bot
+        self.duplicates_caught = 0  # sends Telegram already had (RANDOM_ID_DUPLICATE)
         self.thumbs = Thumbnails(bot, settings_of, save_settings)
 
     async def run(self, job: dict) -> None:
@@ -164,12 +169,23 @@ class Pipeline:
 
     async def _patient(self, call: Callable[[], Awaitable], where: str):
         """A send that Telegram rate-limits is waited out, not failed: the file is already
-        on disk and costly to fetch again."""
+        on disk and costly to fetch again.
+
+        Every send of the content passes here. RANDOM_ID_DUPLICATE means Telegram already
+        posted a send of ours with that random_id (core.telegram.org/method/messages.sendMedia):
+        the client library resent a request whose answer was lost, or, in the scaled layout,
+        an earlier worker of this job died after sending (helpers/fleet_pipeline.py). It
+        counts as sent (None: no message to edit) and the job goes on with its next send."""
         try:
             return await floodwait.patiently(call, where, attempts=_SEND_ATTEMPTS)
         except floodwait.GaveUp as e:
             raise JobError(f"Telegram asks me to wait {e.seconds:.0f} s before sending "
                            "more. Please send the link again later.") from None
+        except _DUPLICATE:
+            self.duplicates_caught += 1
+            log.warning("%s: Telegram already has this message (RANDOM_ID_DUPLICATE): sent "
+                        "before, not sent again", where)
+            return None
 
     @staticmethod
     async def _read(call: Callable[[], Awaitable], where: str):

@@ -28,14 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("bot", "helpers", "plugins")
-ADAPTERS = frozenset({
-    "helpers/client_adapter.py",
-    # the transfer path's half of the adapter (issue 13); to be folded into the one above
-    "helpers/client_adapter_transfer.py",
-})
-# The transfer path as it was before issue 13 moved its internals into
-# helpers/client_adapter_transfer.py: the lead empties this set when folding that branch in.
-NOT_YET_MOVED = frozenset({"helpers/transfer.py", "helpers/cdn.py", "helpers/file_reference.py"})
+ADAPTERS = frozenset({"helpers/client_adapter.py"})
+NOT_YET_MOVED: frozenset[str] = frozenset()  # every product module goes through the adapter
 
 # The library's public surface: what its documentation shows user code importing.
 PUBLIC_MODULES = ("pyrogram.errors", "pyrogram.types", "pyrogram.enums",

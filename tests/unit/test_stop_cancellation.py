@@ -36,7 +36,7 @@ def _sessions():
 
 def _transfers():
     t = Transfers(reserve=lambda n: None)
-    t._reaper = _sleeper()
+    t._pools._reaper = _sleeper()  # the connection pool (helpers/transfer_pool.py) owns it
     return t
 
 

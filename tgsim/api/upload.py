@@ -76,6 +76,9 @@ def _locate(call: Call, loc):
 
 @handles("upload.GetFile")
 async def get_file(call: Call, q):
+    # core.telegram.org/api/files "Downloading files": offset and limit multiples of 4 KiB,
+    # 1 MiB divisible by limit, no request across a 1 MiB boundary; with precise, multiples
+    # of 1 KiB and at most 1 MiB
     offset, limit = q.offset, q.limit
     align = 1024 if q.precise else 4096
     if offset < 0 or offset % align:
