@@ -11,9 +11,15 @@ import sqlite3
 from typing import Iterator
 
 # The driver errors that mean "the store could not take this now": SQLite's locked or busy
-# database past its retries. A PostgreSQL driver adds its own (connection lost, serialization
-# failure) here.
+# database past its retries; the PostgreSQL backend adds its own when it loads
+# (helpers/storage_postgres.py: connection lost, serialization failure, deadlock).
 BUSY: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
+
+
+def register_busy(*errors: type[BaseException]) -> None:
+    """A driver's own "try again later" errors (called by its backend when it loads)."""
+    global BUSY
+    BUSY = BUSY + tuple(e for e in errors if e not in BUSY)
 
 
 class StorageBusy(Exception):

@@ -15,7 +15,12 @@ from typing import Any, AsyncIterator, Sequence
 
 import asyncpg
 
+from helpers.storage_errors import register_busy
 from helpers.storage_schema import POSTGRES, query
+
+# What a plugin may be told as "busy, send it again" (helpers/storage_errors.py).
+register_busy(asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+              asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 
 log = logging.getLogger("helpers.database")
 

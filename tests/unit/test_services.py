@@ -58,3 +58,15 @@ def test_ban_cancels_jobs_after_the_ban_and_one_broadcast_at_a_time():
     assert admin.begin_broadcast() and not admin.begin_broadcast()
     admin.end_broadcast()
     assert admin.begin_broadcast()
+
+
+def test_a_lost_postgresql_connection_reaches_plugins_as_storage_busy():
+    import asyncpg
+
+    import helpers.storage_postgres  # noqa: F401 - registers the driver's busy errors
+
+    class Lost:
+        async def ensure_user(self, uid):
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed")
+    with pytest.raises(StorageBusy):
+        asyncio.run(AccountService(Lost(), None, None, None, None, None).ensure_user(1))
