@@ -88,7 +88,10 @@ class _OneLineParser(argparse.ArgumentParser):
     """A bad flag gets one clear line and exit code 2, not a usage block."""
 
     def error(self, message: str):
-        print(f"{self.prog}: {message} (see python -m bot rehearse --help)", file=sys.stderr)
+        # argparse quotes what it could not parse: a mistyped flag may carry a URL with its
+        # password, so a quoted value is never echoed, only the complaint before it.
+        message = message.split(":", 1)[0] if "unrecognized arguments" in message else message
+        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
 
 
@@ -196,7 +199,9 @@ def main(argv: list[str]) -> int:
 
         return asyncio.run(rehearse(settings))
     if argv:
-        print(f"Unknown arguments: {' '.join(argv)}. Use: {USAGE}", file=sys.stderr)
+        # Only a command word is echoed: an argument may be a URL with a password in it.
+        word = argv[0] if argv[0].replace("-", "").isalnum() else "that argument"
+        print(f"Unknown command: {word}. Use: {USAGE}", file=sys.stderr)
         return 2
     if not settings.has_telegram_credentials:
         missing = ", ".join(settings.missing_credentials())

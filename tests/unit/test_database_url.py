@@ -34,3 +34,13 @@ def test_migrate_db_without_a_source_or_a_url_is_one_line_and_exit_2(tmp_path):
     assert f"no SQLite database at {tmp_path / 'missing.db'}" in no_file.stderr
     assert "Traceback" not in no_file.stderr + no_url.stderr
     assert not (tmp_path / "missing.db").exists()  # nothing made where nothing was
+
+
+@pytest.mark.parametrize("argv", [[URL], ["migrate-db", "--too", URL], ["front", URL]])
+def test_a_mistyped_command_line_never_echoes_the_url(tmp_path, argv):
+    r = subprocess.run([sys.executable, "-m", "bot", *argv], cwd=ROOT,
+                       env=bot_environment({"DATABASE_PATH": tmp_path / "bot.db"}),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "s3cret-pass" not in r.stdout + r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
