@@ -32,7 +32,6 @@ if str(ROOT) not in sys.path:
 
 from harness.files import FREE_UPLOAD_LIMIT, MB, MIB, write_random  # noqa: E402
 from harness.files import file_digest as sha256_file  # noqa: E402
-from harness.ports import tgsim_port_args  # noqa: E402,F401 - bench/transfer_speed.py's
 from harness.rss import RssSampler  # noqa: E402
 from harness.runs import enough_disk, run_in  # noqa: E402
 from harness.signin import API_HASH, API_ID, sign_in  # noqa: E402,F401

@@ -27,17 +27,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import json
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -45,85 +41,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.crypto_floor import floor_ms_per_mb  # noqa: E402
 from bench.tgsim_2gb import (  # noqa: E402
-    API_HASH, API_ID, MIB, RssSampler, login, sha256_file, tgsim_port_args,
-    write_test_file)
+    API_HASH, API_ID, MIB, RssSampler, login, sha256_file, write_test_file)
+from harness.simserver import TgsimProcess  # noqa: E402
 
 MB = 1000 * 1000
 GOAL_DOWN, GOAL_UP, GOAL_RSS_MIB = 6.0, 3.0, 16.0
 GOAL_CEIL_DOWN, GOAL_CEIL_UP, GOAL_CPU_X = 0.90, 0.80, 1.5
 
 
-def crypto_floor_ms_per_mb(reps: int = 24) -> float:
-    """CPU ms per MB of AES-256-IGE (decrypt: the costlier way) + SHA-256 over 1 MiB, with
-    the cipher the client library loads (tgcrypto): the least a transfer can cost."""
-    import hashlib
-
-    from pyrogram.crypto import aes
-
-    data = os.urandom(MIB)
-    key, iv = os.urandom(32), os.urandom(32)
-    samples = []
-    for _ in range(reps):
-        c0 = time.process_time()
-        aes.ige256_decrypt(data, key, iv)
-        hashlib.sha256(data).digest()
-        samples.append(time.process_time() - c0)
-    samples.sort()
-    return samples[len(samples) // 2] * 1000 * MB / MIB
-
-
-class Tgsim:
-    """`python -m tgsim` with latency and bandwidth set on its command line."""
-
-    def __init__(self, data_dir: Path, latency_ms: float, bandwidth_mbps: float):
-        self.data_dir = data_dir
-        dc_ports, port_args = tgsim_port_args()  # one port per DC
-        self.port = dc_ports[2]
-        self.args = ["--latency-ms", str(latency_ms), "--bandwidth-mbps", str(bandwidth_mbps),
-                     *port_args[2:]]
-        self.proc: subprocess.Popen | None = None
-        self.address: tuple[str, int] | None = None
-
-    def start(self, timeout: float = 60.0) -> None:
-        self._log = open(self.data_dir.parent / f"tgsim-{self.port}.log", "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tgsim", "--port", str(self.port), "--data",
-             str(self.data_dir), *self.args],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
-            text=True)
-        ready = threading.Event()
-
-        def drain() -> None:
-            for line in self.proc.stdout:
-                if not ready.is_set() and "ready" in line:
-                    m = re.search(r"ready on ([\d.]+):(\d+)", line)
-                    self.address = (m.group(1), int(m.group(2))) if m else ("127.0.0.1",
-                                                                            self.port)
-                    ready.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        if not ready.wait(timeout):
-            self.stop()
-            raise RuntimeError("tgsim did not start")
-
-    @property
-    def key_path(self) -> Path:
-        return self.data_dir / "public.pem"
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        with contextlib.suppress(Exception):
-            self._log.close()
-
-
-# the child: one transfer, its own RSS ---------------------------------------------------------
 class PeakRss:
     """Peak RSS of this process while transferring: the kernel's high-water mark (VmHWM),
     reset just before (clear_refs 5), so nothing samples in the process being measured (a
@@ -227,7 +154,7 @@ def run_child(spec: dict, timeout: float) -> dict:
 
 
 # the parent ------------------------------------------------------------------------------------
-async def session_for(sim: Tgsim) -> str:
+async def session_for(sim: TgsimProcess) -> str:
     client = await login(sim.address, sim.key_path)
     try:
         return await client.export_session_string()
@@ -235,7 +162,7 @@ async def session_for(sim: Tgsim) -> str:
         await client.stop()
 
 
-def bench_one(args, sim: Tgsim, session: str, work: Path, size_mb: int, latency: float) -> dict:
+def bench_one(args, sim: TgsimProcess, session: str, work: Path, size_mb: int, latency: float) -> dict:
     size = size_mb * MB
     src = work / f"src-{size_mb}.bin"
     if not src.exists():
@@ -264,7 +191,8 @@ def bench_one(args, sim: Tgsim, session: str, work: Path, size_mb: int, latency:
         row[key]["mbps"] = size / MB / row[key]["seconds"]
         row[key]["ceiling"] = row[key]["connections"] * cap
         row[key]["of_ceiling"] = row[key]["mbps"] / row[key]["ceiling"]
-    row["floor_ms_per_mb"] = crypto_floor_ms_per_mb()
+    floor = floor_ms_per_mb()  # measured here, between the runs, while nothing else runs
+    row["floor_down"], row["floor_up"] = floor["receive"], floor["send"]
     return row
 
 
@@ -281,8 +209,8 @@ def print_row(row: dict) -> None:
                            f"{r['cpu_ms_per_mb']:5.1f} CPU ms/MB, RSS +{r['rss_delta_mib']:4.1f}"
                            " MiB)" for who, r in (("stock", s), ("ours", o)))
               + f"   x{o['mbps'] / s['mbps']:5.2f}{ok}", flush=True)
-    print(f"{'':>15}crypto floor (AES-256-IGE + SHA-256, this machine, now): "
-          f"{row['floor_ms_per_mb']:.1f} CPU ms/MB", flush=True)
+    print(f"{'':>15}crypto floor (bench/crypto_floor.py, this machine, now): receive "
+          f"{row['floor_down']:.1f}, send {row['floor_up']:.1f} CPU ms/MB", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -331,9 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for latency in latencies:
             data = work / f"tgsim-{latency:g}"
-            sim = Tgsim(data, latency, args.bandwidth_mbps)
+            data.mkdir(parents=True, exist_ok=True)
+            sim = TgsimProcess(data, work / f"tgsim-{latency:g}.log",
+                               extra=["--latency-ms", str(latency),
+                                      "--bandwidth-mbps", str(args.bandwidth_mbps)])
             sim.start()
             try:
+                asyncio.run(sim.ready())
                 session = asyncio.run(session_for(sim))
                 for size_mb in sizes:
                     row = bench_one(args, sim, session, work, size_mb, latency)
@@ -351,9 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         up = row["up_ours"]["mbps"] / row["up_stock"]["mbps"]
         rss = max(row["down_ours"]["rss_delta_mib"], row["up_ours"]["rss_delta_mib"])
         identical = row["down_ours"]["identical"] and row["down_stock"]["identical"]
-        floor = row["floor_ms_per_mb"]
-        cpu_down = row["down_ours"]["cpu_ms_per_mb"] / floor
-        cpu_up = row["up_ours"]["cpu_ms_per_mb"] / floor
+        cpu_down = row["down_ours"]["cpu_ms_per_mb"] / row["floor_down"]
+        cpu_up = row["up_ours"]["cpu_ms_per_mb"] / row["floor_up"]
         worst = max(row["down_ours"]["cpu_ms_per_mb"], row["up_ours"]["cpu_ms_per_mb"])
         goals = [f"bytes {'ok' if identical else 'DIFFER'}", f"RSS +{rss:.1f} MiB "
                  f"{'ok' if rss <= GOAL_RSS_MIB else 'OVER'}",

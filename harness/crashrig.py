@@ -20,7 +20,7 @@ from pyrogram import filters
 from harness.files import file_digest, write_random
 from harness.outcomes import FINAL, read_jobs, until_final
 from harness.ports import free_port
-from harness.processes import ROOT, bot_environment
+from harness.processes import ROOT, bot_environment, terminate
 from harness.stored_state import query_now
 
 _JOB_RE = re.compile(r"Job #(\d+)")
@@ -115,13 +115,8 @@ class Rig:
         self.restarts += 1
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(25)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc:
+            terminate(self.proc, 25)
 
     async def until(self, cond, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout

@@ -18,7 +18,7 @@ from pyrogram import filters
 
 from harness.files import file_digest, write_random
 from harness.ports import free_port
-from harness.processes import bot_environment
+from harness.processes import bot_environment, terminate
 from helpers.secrets import generate_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,12 +80,7 @@ class Proc:
 
     def stop(self) -> None:
         if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(25)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
+            terminate(self.popen, 25)
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -43,16 +43,22 @@ class Child:
         """SIGTERM, wait, then SIGKILL; returns the exit code (None if never started)."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout)
         with contextlib.suppress(OSError):
             self._log.close()
         return self.proc.returncode
+
+
+def terminate(proc: subprocess.Popen, grace_s: float) -> int:
+    """SIGTERM, up to grace_s for a clean exit, then SIGKILL; returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode
 
 
 _SETTING = re.compile(r"^#?\s*([A-Z][A-Z0-9_]+)=", re.M)

@@ -19,12 +19,11 @@ import logging
 from typing import Awaitable, Callable
 
 from helpers.fleet_store import CANCEL_CHANNEL, JOBS_CHANNEL, FleetStore
-from helpers.queue_manager import JobError
+from helpers.job_outcomes import JobError, failure_notice, tell
 
 log = logging.getLogger("fleet")
 
 _POLL_S = 1.0
-_NOTIFY_TIMEOUT_S = 15.0
 
 
 class _Held:
@@ -216,19 +215,10 @@ class FleetWorker:
             return
         self.failed_count += 1
         if not told:
-            text = (f"Job #{job_id} failed: an internal error occurred."
-                    if error.startswith("internal error") else f"Job #{job_id} failed: {error}")
-            await self._tell(user_id, text)
+            await self._tell(user_id, failure_notice(job_id, error))
 
     async def _tell(self, user_id: int, text: str) -> None:
-        if self._notify is None:
-            return
-        try:
-            await asyncio.wait_for(self._notify(user_id, text), _NOTIFY_TIMEOUT_S)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001
-            log.warning("fleet: could not notify user %s", user_id, exc_info=True)
+        await tell(self._notify, user_id, text, log, "fleet")
 
     # leases -----------------------------------------------------------------------------------
     async def _keeper(self) -> None:

@@ -3,6 +3,8 @@ notice the user gets (whoever shows it: the runner's progress message or the que
 
 from __future__ import annotations
 
+import asyncio
+
 
 class JobError(Exception):
     """An expected failure (bad link, file gone, ...); its text is shown to the user."""
@@ -34,3 +36,19 @@ def mark_told(exc: BaseException) -> None:
         exc.user_told = True
     except AttributeError:  # an exception type without a __dict__: the queue says it
         pass
+
+
+_NOTIFY_TIMEOUT_S = 15.0  # a stuck notification must not hold a worker forever
+
+
+async def tell(notify, user_id: int, text: str, log, who: str) -> None:
+    """A job's notice to its user, best effort: bounded, and a failure only logged (the job's
+    outcome is already stored)."""
+    if notify is None:
+        return
+    try:
+        await asyncio.wait_for(notify(user_id, text), _NOTIFY_TIMEOUT_S)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001
+        log.warning("%s: could not notify user %s", who, user_id, exc_info=True)

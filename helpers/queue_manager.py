@@ -19,10 +19,25 @@ from typing import Awaitable, Callable
 
 from helpers import queue_store
 from helpers.database import Database
-from helpers.job_outcomes import (JobError, failure_notice, failure_reason, failure_text,
-                                  mark_told)
-from helpers.queue_policy import (FREE, PREMIUM, JobHeap, QueueFull, SubmitRefused,
-                                  SubmitResult, UserLimit, fit, tier_of)
+from helpers.job_outcomes import (
+    JobError,
+    failure_notice,
+    failure_reason,
+    failure_text,
+    mark_told,
+    tell,
+)
+from helpers.queue_policy import (
+    FREE,
+    PREMIUM,
+    JobHeap,
+    QueueFull,
+    SubmitRefused,
+    SubmitResult,
+    UserLimit,
+    fit,
+    tier_of,
+)
 
 __all__ = ["FREE", "PREMIUM", "JobError", "QueueFull", "QueueManager", "SubmitRefused",
            "SubmitResult", "UserLimit", "failure_text", "mark_told"]
@@ -30,7 +45,6 @@ __all__ = ["FREE", "PREMIUM", "JobError", "QueueFull", "QueueManager", "SubmitRe
 log = logging.getLogger(__name__)
 
 _ADMISSION_RETRY_S = 1.0
-_NOTIFY_TIMEOUT_S = 15.0  # a stuck notification must not hold a worker forever
 
 
 class _Active:
@@ -404,11 +418,4 @@ class QueueManager:
             await self._tell(entry.user_id, failure_notice(entry.job_id, error or ""))
 
     async def _tell(self, user_id: int, text: str) -> None:
-        if self._notify is None:
-            return
-        try:
-            await asyncio.wait_for(self._notify(user_id, text), _NOTIFY_TIMEOUT_S)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.warning("queue: could not notify user %s", user_id, exc_info=True)
+        await tell(self._notify, user_id, text, log, "queue")
