@@ -374,8 +374,13 @@ class App:
         if self.bot is not None:
             await close_client(self.bot)
         if self.db:
+            await self._before_db_close()
             await self.db.close()
         log.info("Stopped")
+
+    async def _before_db_close(self) -> None:
+        """The last writes of a role, after everything else stopped (bot/fleet.py's worker
+        gives back its leases here)."""
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Start, serve until `stop` is set, stop. A stop during start-up cuts the start

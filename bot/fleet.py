@@ -104,10 +104,10 @@ def _id_secret(settings) -> bytes:
     return hashlib.sha256(b"delivery-ids:" + seed.encode()).digest()
 
 
-async def _open_store(settings) -> FleetStore:
+def _register_database_url(settings) -> None:
+    """The URL and, in case a driver error quotes it alone, its password (as App.start)."""
     register_secret(settings.database_url, pinned=True)
     register_secret(urllib.parse.urlsplit(settings.database_url).password or "", pinned=True)
-    return await FleetStore.open(settings.database_url)
 
 
 class FleetCollector:
@@ -155,6 +155,8 @@ class FrontApp(App):
         self.fleet: FleetStore | None = None
 
     def _make_sessions(self, *args, **kwargs):
+        # the first hook after App.start opened the Database: the fleet's SQL runs on its pool
+        self.fleet = FleetStore(self.db)
         return LeasedSessions(*args, store=self.fleet, owner=f"front:{self.fleet_settings.owner}",
                               lease_s=self.fleet_settings.lease_s, **kwargs)
 
@@ -165,7 +167,6 @@ class FrontApp(App):
                           notify=self.notify, bot_peers=lambda ids: peers.export(self.bot, ids))
 
     async def start(self) -> None:
-        self.fleet = await _open_store(self.settings)
         await super().start()
         self.web.registry.register(FleetCollector(self))
         log.info("front: admitting jobs for the workers (lease %.0f s)",
@@ -187,13 +188,6 @@ class FrontApp(App):
 
     async def stats_text(self) -> str:
         return await super().stats_text() + "\n" + self.fleet_text()
-
-    async def stop(self) -> None:
-        try:
-            await super().stop()
-        finally:
-            if self.fleet is not None:
-                await self.fleet.close()
 
 
 class WorkerApp(App):
@@ -226,8 +220,9 @@ class WorkerApp(App):
         for value in (s.api_hash, s.bot_token, s.session_key, s.metrics_token):
             if value:
                 register_secret(value, pinned=True)
-        self.fleet = await _open_store(s)
+        _register_database_url(s)
         self.db = await Database.open(s.database_url, clock=self.clock)
+        self.fleet = FleetStore(self.db)
         self.janitor.db, self.janitor.history_s = None, 0  # the front prunes the history
         await self._open_cipher()
         self.sessions = LeasedSessions(
@@ -281,16 +276,17 @@ class WorkerApp(App):
 
     async def stop(self) -> None:
         self._beat_stop.set()
-        try:
-            await super().stop()
-        finally:
-            if self.fleet is not None:
-                try:
-                    await self.fleet.release_all(self.fleet_settings.owner)
-                    await self.fleet.forget_worker(self.fleet_settings.name)
-                except Exception:  # noqa: BLE001 - they run out on their own
-                    log.warning("could not release the worker's leases", exc_info=True)
-                await self.fleet.close()
+        await super().stop()
+
+    async def _before_db_close(self) -> None:
+        """Everything of this worker has stopped; its leases and heartbeat go while the
+        storage (whose pool the fleet's SQL uses) is still open."""
+        if self.fleet is not None:
+            try:
+                await self.fleet.release_all(self.fleet_settings.owner)
+                await self.fleet.forget_worker(self.fleet_settings.name)
+            except Exception:  # noqa: BLE001 - they run out on their own
+                log.warning("could not release the worker's leases", exc_info=True)
 
 
 def app_for(role: str):

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 
-from helpers.storage_schema import MIGRATIONS, SQLITE, Dialects, ddl
+from helpers.storage_schema import (MIGRATIONS, POSTGRES, SQLITE, VERSION_TABLE, Dialects,
+                                    ddl)
 from helpers.storage_sqlite import LOCKED_RETRY_S, SqliteBackend  # noqa: F401 - re-exported
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
@@ -98,6 +99,16 @@ class Database:
         (claiming with SKIP LOCKED); everything else must not ask."""
         return self._b.dialect
 
+    def postgres_connection(self):
+        """PostgreSQL only: one connection of this storage's own pool, for the SQL that only
+        PostgreSQL has (helpers/fleet_store.py: FOR UPDATE SKIP LOCKED claiming, advisory
+        locks, arrays), written in asyncpg's own terms ($1 placeholders, conn.transaction()):
+        `async with db.postgres_connection() as conn:`. One pool per process, the schema's
+        own; the connection goes back to it at the end of the block."""
+        if self._b.dialect != POSTGRES:
+            raise RuntimeError("postgres_connection() needs DATABASE_URL=postgresql://...")
+        return self._b.connection()
+
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
@@ -125,9 +136,7 @@ class Database:
         async with self._b.tx() as tx:
             if dialect != SQLITE:  # SQLite's BEGIN IMMEDIATE already excludes other writers
                 await self._b.migration_lock(tx)
-            await tx.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
-            )
+            await tx.execute(VERSION_TABLE)
             current = await tx.scalar("SELECT MAX(version) FROM schema_version") or 0
             for version, statements in _MIGRATIONS:
                 if version <= current:

@@ -1,5 +1,5 @@
 """The fleet's shared state in PostgreSQL: job leases, session leases, cancel requests,
-delivery intents and worker heartbeats (asyncpg).
+delivery intents and worker heartbeats (asyncpg, on the storage's own pool).
 
 Why a lease and not just a `running` status: a worker killed with -9 never writes anything
 again, so "running" alone would hold its job forever. A worker renews the leases of what it
@@ -9,8 +9,9 @@ worker, or the front) and its job goes back to the queue for another worker.
 Every time here is the database server's clock (clock_timestamp()), never a worker's, so
 machines whose clocks disagree still agree on which lease has run out.
 
-These tables sit beside the jobs table of helpers/database.py's schema and touch only its
-columns id, user_id, status, premium, attempts, started, finished, error and delivered.
+Its tables are migration 6 of helpers/storage_schema.py (the one schema); of the jobs table
+it touches only the columns id, user_id, status, premium, attempts, started, finished, error
+and delivered.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import contextlib
 import logging
 from typing import Any, Awaitable, Callable
 
-import asyncpg
+from helpers.database import Database
+from helpers.storage_schema import POSTGRES
 
 log = logging.getLogger("fleet")
 
@@ -28,46 +30,7 @@ _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
 CANCEL_CHANNEL = "fleet_cancel"
 JOBS_CHANNEL = "fleet_jobs"
 
-# CREATE ... IF NOT EXISTS: several processes start at once and each may run it.
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS fleet_job_leases (
-        job_id   BIGINT PRIMARY KEY,
-        worker   TEXT NOT NULL,
-        expires  DOUBLE PRECISION NOT NULL,
-        cancel   BOOLEAN NOT NULL DEFAULT FALSE
-    )""",
-    "CREATE INDEX IF NOT EXISTS fleet_job_leases_expires ON fleet_job_leases(expires)",
-    """CREATE TABLE IF NOT EXISTS fleet_session_leases (
-        user_id  BIGINT PRIMARY KEY,
-        worker   TEXT NOT NULL,
-        expires  DOUBLE PRECISION NOT NULL
-    )""",
-    # Written before the first byte of a job is sent to the user, kept until the job is
-    # final: a worker taking the job over knows a send may already have happened.
-    """CREATE TABLE IF NOT EXISTS fleet_delivery_intents (
-        job_id   BIGINT PRIMARY KEY,
-        worker   TEXT NOT NULL,
-        since    DOUBLE PRECISION NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS fleet_workers (
-        name         TEXT PRIMARY KEY,
-        host         TEXT NOT NULL,
-        pid          INTEGER NOT NULL,
-        version      TEXT NOT NULL,
-        started      DOUBLE PRECISION NOT NULL,
-        seen         DOUBLE PRECISION NOT NULL,
-        rss_mb       DOUBLE PRECISION NOT NULL DEFAULT 0,
-        peak_mb      DOUBLE PRECISION NOT NULL DEFAULT 0,
-        sessions     INTEGER NOT NULL DEFAULT 0,
-        max_sessions INTEGER NOT NULL DEFAULT 0,
-        transfers    INTEGER NOT NULL DEFAULT 0,
-        max_transfers INTEGER NOT NULL DEFAULT 0,
-        done         BIGINT NOT NULL DEFAULT 0,
-        failed       BIGINT NOT NULL DEFAULT 0
-    )""",
-)
 _WORKERS_KEPT_S = 3600  # a worker silent this long is forgotten (the table stays small)
-_SCHEMA_LOCK = 0x466C6565  # advisory lock: one process at a time creates the tables
 SUBMIT_LOCK = 0x466C6566  # advisory lock: one admission at a time across fronts
 
 JOB_COLUMNS = ("id, user_id, chat_ref, msg_id, topic_id, premium, status, attempts, created, "
@@ -87,45 +50,37 @@ class _Contended(Exception):
 
 
 class FleetStore:
-    """One small asyncpg pool of its own (the storage's pool is not part of its interface
-    yet), and a dedicated connection for LISTEN."""
+    """The fleet's SQL over the storage's own PostgreSQL pool (Database.postgres_connection):
+    one pool and one schema per process; its tables are migration 6 of
+    helpers/storage_schema.py. Notices go through Database.listen's connection."""
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str):
-        self.pool = pool
-        self._dsn = dsn
-        self._listener: asyncpg.Connection | None = None
+    def __init__(self, db: Database):
+        if db.dialect != POSTGRES:
+            raise ValueError("the fleet's shared state needs DATABASE_URL=postgresql://...")
+        self._db = db
         self._submit_local = asyncio.Lock()
 
-    @classmethod
-    async def open(cls, dsn: str, *, max_size: int = 4) -> "FleetStore":
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size)
-        store = cls(pool, dsn)
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-                for sql in _SCHEMA:
-                    await conn.execute(sql)
-        except BaseException:
-            await pool.close()
-            raise
-        return store
+    def _conn(self):
+        return self._db.postgres_connection()
 
-    async def close(self) -> None:
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.close()
-            self._listener = None
-        await self.pool.close()
+    async def _fetchval(self, sql: str, *args: Any) -> Any:
+        async with self._conn() as conn:
+            return await conn.fetchval(sql, *args)
+
+    async def _fetch(self, sql: str, *args: Any) -> list:
+        async with self._conn() as conn:
+            return await conn.fetch(sql, *args)
+
+    async def _execute(self, sql: str, *args: Any) -> str:
+        async with self._conn() as conn:
+            return await conn.execute(sql, *args)
 
     async def listen(self, channel: str, callback: Callable[[str], None]) -> None:
-        """callback(payload) on each NOTIFY; one connection serves every channel."""
-        if self._listener is None:
-            self._listener = await asyncpg.connect(self._dsn)
-        await self._listener.add_listener(channel, lambda _c, _pid, _ch, payload:
-                                          callback(payload))
+        """callback(payload) on each NOTIFY (Database.listen: one connection, every channel)."""
+        await self._db.listen(channel, callback)
 
     async def now(self) -> float:
-        return float(await self.pool.fetchval(f"SELECT {_NOW}"))
+        return float(await self._fetchval(f"SELECT {_NOW}"))
 
     # ------------------------------------------------------------------ claiming (workers)
 
@@ -145,7 +100,7 @@ class FleetStore:
         return None
 
     async def _claim(self, worker: str, lease_s: float) -> dict | None:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._conn() as conn, conn.transaction():
             job_id = await conn.fetchval(
                 "SELECT j.id FROM jobs j WHERE j.status = 'queued' AND NOT EXISTS ("
                 "  SELECT 1 FROM fleet_session_leases s WHERE s.user_id = j.user_id"
@@ -173,7 +128,7 @@ class FleetStore:
         answer lost its lease (reaped as expired): the worker must let go of it."""
         if not job_ids:
             return {}
-        rows = await self.pool.fetch(
+        rows = await self._fetch(
             f"UPDATE fleet_job_leases SET expires = {_NOW} + $3 "
             "WHERE job_id = ANY($1::bigint[]) AND worker = $2 RETURNING job_id, cancel",
             [int(j) for j in job_ids], worker, float(lease_s))
@@ -181,7 +136,7 @@ class FleetStore:
 
     async def reap(self) -> list[int]:
         """Jobs whose lease ran out go back to the queue, counted as an interrupted attempt."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._conn() as conn, conn.transaction():
             rows = await conn.fetch(
                 f"WITH dead AS (DELETE FROM fleet_job_leases WHERE expires < {_NOW} "
                 "RETURNING job_id) UPDATE jobs SET status = 'queued', started = NULL, "
@@ -195,14 +150,14 @@ class FleetStore:
                 f"WHERE l.job_id = jobs.id) AND started < {_NOW} - 60 RETURNING id")
         ids = [int(r["id"]) for r in rows]
         if ids:
-            await self.pool.execute(f"SELECT pg_notify('{JOBS_CHANNEL}', '')")
+            await self._execute(f"SELECT pg_notify('{JOBS_CHANNEL}', '')")
         return ids
 
     async def finish(self, worker: str, job_id: int, status: str,
                      error: str | None = None) -> bool:
         """The final state, only while this worker still holds the lease: a worker that
         lost its job to another must not end it. False if it did not happen."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._conn() as conn, conn.transaction():
             held = await conn.fetchval(
                 "DELETE FROM fleet_job_leases WHERE job_id = $1 AND worker = $2 "
                 "RETURNING job_id", int(job_id), worker)
@@ -219,11 +174,11 @@ class FleetStore:
                 await conn.execute("DELETE FROM fleet_delivery_intents WHERE job_id = $1",
                                    int(job_id))
         if status == "queued":
-            await self.pool.execute(f"SELECT pg_notify('{JOBS_CHANNEL}', '')")
+            await self._execute(f"SELECT pg_notify('{JOBS_CHANNEL}', '')")
         return n.endswith(" 1")
 
     async def fail_queued(self, job_id: int, error: str) -> bool:
-        n = await self.pool.execute(
+        n = await self._execute(
             f"UPDATE jobs SET status = 'failed', finished = {_NOW}, error = $2 "
             "WHERE id = $1 AND status = 'queued'", int(job_id), error)
         return n.endswith(" 1")
@@ -233,16 +188,16 @@ class FleetStore:
     async def record_intent(self, worker: str, job_id: int) -> bool:
         """Before the first send. True if an earlier attempt had recorded one (it may have
         sent before dying)."""
-        earlier = await self.pool.fetchval(
+        earlier = await self._fetchval(
             "SELECT worker FROM fleet_delivery_intents WHERE job_id = $1", int(job_id))
-        await self.pool.execute(
+        await self._execute(
             f"INSERT INTO fleet_delivery_intents(job_id, worker, since) VALUES ($1, $2, {_NOW}) "
             "ON CONFLICT (job_id) DO UPDATE SET worker = excluded.worker, since = excluded.since",
             int(job_id), worker)
         return earlier is not None
 
     async def had_intent(self, job_id: int) -> bool:
-        return await self.pool.fetchval(
+        return await self._fetchval(
             "SELECT 1 FROM fleet_delivery_intents WHERE job_id = $1", int(job_id)) is not None
 
     # ------------------------------------------------------------------ session leases
@@ -251,27 +206,27 @@ class FleetStore:
         """This worker's lease on the user's Telegram session; None if it got it, else the
         worker that holds it (Telegram refuses one auth key used from two places:
         AUTH_KEY_DUPLICATED)."""
-        got = await self.pool.fetchval(_TAKE_SESSION, int(user_id), worker, float(lease_s))
+        got = await self._fetchval(_TAKE_SESSION, int(user_id), worker, float(lease_s))
         if got is not None:
             return None
-        return await self.pool.fetchval(
+        return await self._fetchval(
             "SELECT worker FROM fleet_session_leases WHERE user_id = $1", int(user_id)) or "?"
 
     async def renew_sessions(self, worker: str, user_ids: list[int], lease_s: float) -> None:
         if user_ids:
-            await self.pool.execute(
+            await self._execute(
                 f"UPDATE fleet_session_leases SET expires = {_NOW} + $3 "
                 "WHERE user_id = ANY($1::bigint[]) AND worker = $2",
                 [int(u) for u in user_ids], worker, float(lease_s))
 
     async def release_session(self, worker: str, user_id: int) -> None:
-        await self.pool.execute(
+        await self._execute(
             "DELETE FROM fleet_session_leases WHERE user_id = $1 AND worker = $2",
             int(user_id), worker)
-        await self.pool.execute(f"SELECT pg_notify('{JOBS_CHANNEL}', '')")
+        await self._execute(f"SELECT pg_notify('{JOBS_CHANNEL}', '')")
 
     async def release_all(self, worker: str) -> None:
-        await self.pool.execute("DELETE FROM fleet_session_leases WHERE worker = $1", worker)
+        await self._execute("DELETE FROM fleet_session_leases WHERE worker = $1", worker)
 
     # ------------------------------------------------------------------ admission (front)
 
@@ -279,7 +234,7 @@ class FleetStore:
     async def submit_lock(self):
         """Held across the caps check and the insert: every front counts the same rows.
         In-process callers queue on an asyncio lock first, not on pooled connections."""
-        async with self._submit_local, self.pool.acquire() as conn:
+        async with self._submit_local, self._conn() as conn:
             await conn.execute("SELECT pg_advisory_lock($1)", SUBMIT_LOCK)
             try:
                 yield
@@ -287,17 +242,17 @@ class FleetStore:
                 await conn.execute("SELECT pg_advisory_unlock($1)", SUBMIT_LOCK)
 
     async def wake_workers(self) -> None:
-        await self.pool.execute(f"SELECT pg_notify('{JOBS_CHANNEL}', '')")
+        await self._execute(f"SELECT pg_notify('{JOBS_CHANNEL}', '')")
 
     async def position(self, job_id: int) -> int | None:
         """1-based place among every queued job, premium first then oldest."""
-        return await self.pool.fetchval(
+        return await self._fetchval(
             "SELECT 1 + (SELECT COUNT(*) FROM jobs o WHERE o.status = 'queued' AND "
             "(o.premium > j.premium OR (o.premium = j.premium AND o.id < j.id))) "
             "FROM jobs j WHERE j.id = $1 AND j.status = 'queued'", int(job_id))
 
     async def queue_page(self, limit: int) -> list[dict]:
-        rows = await self.pool.fetch(
+        rows = await self._fetch(
             "SELECT j.id, j.user_id, j.status, j.premium, l.worker FROM jobs j "
             "LEFT JOIN fleet_job_leases l ON l.job_id = j.id "
             "WHERE j.status IN ('queued', 'running') "
@@ -305,31 +260,31 @@ class FleetStore:
         return [dict(r) for r in rows]
 
     async def count_status(self, status: str) -> int:
-        return int(await self.pool.fetchval(
+        return int(await self._fetchval(
             "SELECT COUNT(*) FROM jobs WHERE status = $1", status))
 
     async def cancel_user(self, user_id: int, job_id: int | None) -> tuple[int, list[int]]:
         """Queued jobs are cancelled here and now; running ones get a cancel flag on their
         lease and a NOTIFY to the worker that holds them. Returns (cancelled now, running
         ones signalled)."""
-        queued = await self.pool.fetch(
+        queued = await self._fetch(
             f"UPDATE jobs SET status = 'cancelled', finished = {_NOW}, "
             "error = 'cancelled by user' WHERE user_id = $1 AND status = 'queued' "
             "AND ($2::bigint IS NULL OR id = $2) RETURNING id", int(user_id), job_id)
-        running = await self.pool.fetch(
+        running = await self._fetch(
             "UPDATE fleet_job_leases l SET cancel = TRUE FROM jobs j WHERE j.id = l.job_id "
             "AND j.user_id = $1 AND j.status = 'running' AND ($2::bigint IS NULL OR j.id = $2) "
             "AND NOT l.cancel RETURNING l.job_id", int(user_id), job_id)
         ids = [int(r["job_id"]) for r in running]
         if ids:
-            await self.pool.execute(f"SELECT pg_notify('{CANCEL_CHANNEL}', $1)",
+            await self._execute(f"SELECT pg_notify('{CANCEL_CHANNEL}', $1)",
                                     ",".join(map(str, ids)))
         return len(queued), ids
 
     async def final(self, job_ids: list[int]) -> bool:
         if not job_ids:
             return True
-        left = await self.pool.fetchval(
+        left = await self._fetchval(
             "SELECT COUNT(*) FROM jobs WHERE id = ANY($1::bigint[]) "
             "AND status IN ('queued', 'running')", [int(j) for j in job_ids])
         return not left
@@ -337,7 +292,7 @@ class FleetStore:
     # ------------------------------------------------------------------ heartbeats
 
     async def heartbeat(self, name: str, info: dict[str, Any]) -> None:
-        await self.pool.execute(
+        await self._execute(
             "INSERT INTO fleet_workers(name, host, pid, version, started, seen, rss_mb, "
             "peak_mb, sessions, max_sessions, transfers, max_transfers, done, failed) "
             f"VALUES ($1, $2, $3, $4, $5, {_NOW}, $6, $7, $8, $9, $10, $11, $12, $13) "
@@ -352,13 +307,13 @@ class FleetStore:
             int(info["done"]), int(info["failed"]))
 
     async def forget_worker(self, name: str) -> None:
-        await self.pool.execute("DELETE FROM fleet_workers WHERE name = $1", name)
+        await self._execute("DELETE FROM fleet_workers WHERE name = $1", name)
 
     async def workers(self, limit: int = 50) -> list[dict]:
         """Every worker heard from lately, with `age_s` since its last heartbeat."""
-        await self.pool.execute(f"DELETE FROM fleet_workers WHERE seen < {_NOW} - $1",
+        await self._execute(f"DELETE FROM fleet_workers WHERE seen < {_NOW} - $1",
                                 float(_WORKERS_KEPT_S))
-        rows = await self.pool.fetch(
+        rows = await self._fetch(
             f"SELECT *, {_NOW} - seen AS age_s FROM fleet_workers ORDER BY name LIMIT $1",
             int(limit))
         return [dict(r) for r in rows]

@@ -111,6 +111,10 @@ class PostgresBackend:
             async with conn.transaction():
                 yield PostgresTx(conn)
 
+    def connection(self):
+        """A pooled asyncpg connection, untranslated (Database.postgres_connection)."""
+        return self._pool.acquire()
+
     async def write(self, sql: str, params: Sequence[Any] = ()) -> int:
         async with self._pool.acquire() as conn:
             return _rowcount(await conn.execute(query(sql, POSTGRES), *params))

@@ -205,11 +205,66 @@ MIGRATIONS: list[tuple[int, tuple[str | Dialects, ...]]] = [
             )""",
         ),
     ),
+    (
+        6,
+        (
+            # The scaled layout's shared state (helpers/fleet_store.py): job leases with their
+            # cancel flag, users' session leases, delivery intents, worker heartbeats. Only the
+            # fleet roles (PostgreSQL) use them; they are made on SQLite too so that there is
+            # one schema. Spelt as SQLite's, like the rest: BOOLEAN is the same word in both
+            # (SQLite stores it as 0/1 and knows TRUE/FALSE since 3.23), so ddl() needs no
+            # Dialects entry here. IF NOT EXISTS: the build before this migration made these
+            # tables itself (under its own lock), and such a database must migrate as it is.
+            """CREATE TABLE IF NOT EXISTS fleet_job_leases (
+                job_id   INTEGER PRIMARY KEY,
+                worker   TEXT    NOT NULL,
+                expires  REAL    NOT NULL,
+                cancel   BOOLEAN NOT NULL DEFAULT FALSE
+            )""",
+            "CREATE INDEX IF NOT EXISTS fleet_job_leases_expires ON fleet_job_leases(expires)",
+            """CREATE TABLE IF NOT EXISTS fleet_session_leases (
+                user_id  INTEGER PRIMARY KEY,
+                worker   TEXT    NOT NULL,
+                expires  REAL    NOT NULL
+            )""",
+            # Written before the first byte of a job is sent to the user, kept until the job
+            # is final: a worker taking the job over knows a send may already have happened.
+            """CREATE TABLE IF NOT EXISTS fleet_delivery_intents (
+                job_id   INTEGER PRIMARY KEY,
+                worker   TEXT    NOT NULL,
+                since    REAL    NOT NULL
+            )""",
+            """CREATE TABLE IF NOT EXISTS fleet_workers (
+                name          TEXT    PRIMARY KEY,
+                host          TEXT    NOT NULL,
+                pid           INTEGER NOT NULL,
+                version       TEXT    NOT NULL,
+                started       REAL    NOT NULL,
+                seen          REAL    NOT NULL,
+                rss_mb        REAL    NOT NULL DEFAULT 0,
+                peak_mb       REAL    NOT NULL DEFAULT 0,
+                sessions      INTEGER NOT NULL DEFAULT 0,
+                max_sessions  INTEGER NOT NULL DEFAULT 0,
+                transfers     INTEGER NOT NULL DEFAULT 0,
+                max_transfers INTEGER NOT NULL DEFAULT 0,
+                done          INTEGER NOT NULL DEFAULT 0,
+                failed        INTEGER NOT NULL DEFAULT 0
+            )""",
+        ),
+    ),
 ]
+
+# Made by the migration runner (helpers/database.py) before any migration, to know which
+# ones have run: the one statement outside MIGRATIONS, and still kept in this file.
+VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
 
 # The tables migrate-db copies, parents before children (foreign keys), each with its key:
 # (table, primary key columns). counters are copied too: they hold the totals of jobs
 # that the history pruning already deleted, which no recount could recover.
+# The fleet_* tables (migration 6) are not: leases, delivery intents and heartbeats describe
+# the processes running now, and a migration is made with the bot stopped (a SQLite
+# deployment has no workers), so there is nothing in them worth moving; what they say runs
+# out on its own (a lease's expiry, a heartbeat's age).
 TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("users", ("id",)),
     ("jobs", ("id",)),

@@ -14,12 +14,11 @@ from helpers.fleet_store import FleetStore
 
 @pytest.fixture
 async def store(pg_url):
-    db = await Database.open(pg_url)  # the schema (jobs, users, ...) comes from the storage
-    s = await FleetStore.open(pg_url)
+    db = await Database.open(pg_url)  # the schema (the fleet's tables too) and the pool
+    s = FleetStore(db)
     try:
         yield db, s
     finally:
-        await s.close()
         await db.close()
 
 
