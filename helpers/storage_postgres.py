@@ -25,7 +25,9 @@ register_busy(asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
 log = logging.getLogger("helpers.database")
 
 CONNECT_TIMEOUT_S = 30.0
-POOL_MAX = 5  # per process: a front's handlers and a worker's transfers rarely need more
+# per process, the fleet's SQL included (helpers/fleet_store.py runs on this pool): a front's
+# handlers and a worker's transfers rarely need more
+POOL_MAX = 5
 # Any constant of our own: processes starting together run the migrations one at a time
 # (CREATE TABLE IF NOT EXISTS alone races between two sessions in PostgreSQL).
 _MIGRATION_LOCK = 0x7467_6462  # "tgdb"

@@ -80,3 +80,47 @@ async def test_both_engines_have_the_fleet_tables_after_the_migrations(db_target
             assert await db._scalar(f"SELECT COUNT(*) FROM {table}") == 0
     finally:
         await db.close()
+
+
+# The fleet's tables as the build before migration 6 made them itself (helpers/fleet_store.py
+# at 78159de), in PostgreSQL's spelling.
+_BEFORE_MIGRATION_6 = (
+    "CREATE TABLE fleet_job_leases (job_id BIGINT PRIMARY KEY, worker TEXT NOT NULL, "
+    "expires DOUBLE PRECISION NOT NULL, cancel BOOLEAN NOT NULL DEFAULT FALSE)",
+    "CREATE INDEX fleet_job_leases_expires ON fleet_job_leases(expires)",
+    "CREATE TABLE fleet_session_leases (user_id BIGINT PRIMARY KEY, worker TEXT NOT NULL, "
+    "expires DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE fleet_delivery_intents (job_id BIGINT PRIMARY KEY, worker TEXT NOT NULL, "
+    "since DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE fleet_workers (name TEXT PRIMARY KEY, host TEXT NOT NULL, "
+    "pid INTEGER NOT NULL, version TEXT NOT NULL, started DOUBLE PRECISION NOT NULL, "
+    "seen DOUBLE PRECISION NOT NULL, rss_mb DOUBLE PRECISION NOT NULL DEFAULT 0, "
+    "peak_mb DOUBLE PRECISION NOT NULL DEFAULT 0, sessions INTEGER NOT NULL DEFAULT 0, "
+    "max_sessions INTEGER NOT NULL DEFAULT 0, transfers INTEGER NOT NULL DEFAULT 0, "
+    "max_transfers INTEGER NOT NULL DEFAULT 0, done BIGINT NOT NULL DEFAULT 0, "
+    "failed BIGINT NOT NULL DEFAULT 0)",
+)
+
+
+async def test_a_database_whose_fleet_tables_the_earlier_build_made_migrates(pg_url):
+    """A scaled deployment upgraded in place: its fleet tables exist, migration 6 has not run;
+    its rows (a lease held by a running worker) stay."""
+    db = await Database.open(pg_url)
+    try:
+        async with db._tx() as tx:
+            for table in sorted(_fleet_tables()):
+                await tx.execute(f"DROP TABLE {table}")
+            for sql in _BEFORE_MIGRATION_6:
+                await tx.execute(sql)
+            await tx.execute("INSERT INTO fleet_session_leases VALUES (7, 'w1', 1e12)")
+            await tx.execute("DELETE FROM schema_version WHERE version >= 6")
+        assert await db.schema_version() == 5
+    finally:
+        await db.close()
+    db = await Database.open(pg_url)
+    try:
+        assert await db.schema_version() == MIGRATIONS[-1][0]
+        assert await db._scalar("SELECT worker FROM fleet_session_leases WHERE user_id = 7") \
+            == "w1"
+    finally:
+        await db.close()
