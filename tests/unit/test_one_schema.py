@@ -124,3 +124,22 @@ async def test_a_database_whose_fleet_tables_the_earlier_build_made_migrates(pg_
             == "w1"
     finally:
         await db.close()
+
+
+def test_one_pool_per_process_the_storages():
+    """Only the PostgreSQL backend talks to asyncpg: every other module's SQL goes through the
+    Database (its pool, its LISTEN connection), so a process opens one pool, not one per
+    concern (helpers/fleet_store.py once opened its own)."""
+    found = []
+    for top in PRODUCT:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel == "helpers/storage_postgres.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                found += [f"{rel}:{node.lineno}: {n}" for n in names
+                          if n.split(".")[0] == "asyncpg"]
+    assert not found, ("asyncpg only in helpers/storage_postgres.py (Database."
+                       "postgres_connection hands out its connections):\n" + "\n".join(found))
