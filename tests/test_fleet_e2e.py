@@ -72,6 +72,13 @@ async def test_front_and_two_workers_deliver_20_jobs_from_5_users_once(fleet, cl
     for name in ("w1", "w2"):
         assert f'bot_worker_rss_bytes{{worker="{name}"}}' in metrics, metrics[-2000:]
     assert "bot_workers_live 2.0" in metrics
+    # a worker stopped (SIGTERM) gives back its leases and heartbeat before its storage closes
+    await asyncio.to_thread(fleet.procs["w2"].stop)
+    assert fleet.procs["w2"].popen.returncode == 0, fleet.procs["w2"].out.read_text()[-2000:]
+    assert await fleet.sql("SELECT name FROM fleet_workers WHERE name = 'w2'") == []
+    assert await fleet.sql("SELECT user_id FROM fleet_session_leases "
+                           "WHERE worker LIKE 'w2.%'") == []
+    assert "could not release" not in fleet.procs["w2"].logs()
 
 
 async def test_global_cap_refuses_the_21st_waiting_job(fleet, clients, tmp_path):
