@@ -24,6 +24,8 @@ Each difference and why it exists:
 - WITHOUT ROWID: a SQLite storage option (the primary key is the table); PostgreSQL's
   tables have no rowid to drop, so it is removed.
 - triggers: see Dialects above.
+- BOOLEAN (the fleet's tables, migration 6): no difference to translate; SQLite takes the
+  word and TRUE/FALSE (since 3.23) as 1/0, so it is written once.
 """
 
 from __future__ import annotations
