@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("bot", "helpers", "plugins")
 SCHEMA = "helpers/storage_schema.py"
 _DDL = re.compile(r"\b(CREATE|ALTER|DROP)\s+(UNIQUE\s+)?(TABLE|INDEX|TRIGGER|FUNCTION|VIEW)\b",
-                  re.I)
+                  re.IGNORECASE)
 
 
 def ddl_strings(source: str) -> list[tuple[int, str]]:
@@ -85,20 +85,20 @@ async def test_both_engines_have_the_fleet_tables_after_the_migrations(db_target
 # The fleet's tables as the build before migration 6 made them itself (helpers/fleet_store.py
 # at 78159de), in PostgreSQL's spelling.
 _BEFORE_MIGRATION_6 = (
-    "CREATE TABLE fleet_job_leases (job_id BIGINT PRIMARY KEY, worker TEXT NOT NULL, "
-    "expires DOUBLE PRECISION NOT NULL, cancel BOOLEAN NOT NULL DEFAULT FALSE)",
+    ("CREATE TABLE fleet_job_leases (job_id BIGINT PRIMARY KEY, worker TEXT NOT NULL, "
+     "expires DOUBLE PRECISION NOT NULL, cancel BOOLEAN NOT NULL DEFAULT FALSE)"),
     "CREATE INDEX fleet_job_leases_expires ON fleet_job_leases(expires)",
-    "CREATE TABLE fleet_session_leases (user_id BIGINT PRIMARY KEY, worker TEXT NOT NULL, "
-    "expires DOUBLE PRECISION NOT NULL)",
-    "CREATE TABLE fleet_delivery_intents (job_id BIGINT PRIMARY KEY, worker TEXT NOT NULL, "
-    "since DOUBLE PRECISION NOT NULL)",
-    "CREATE TABLE fleet_workers (name TEXT PRIMARY KEY, host TEXT NOT NULL, "
-    "pid INTEGER NOT NULL, version TEXT NOT NULL, started DOUBLE PRECISION NOT NULL, "
-    "seen DOUBLE PRECISION NOT NULL, rss_mb DOUBLE PRECISION NOT NULL DEFAULT 0, "
-    "peak_mb DOUBLE PRECISION NOT NULL DEFAULT 0, sessions INTEGER NOT NULL DEFAULT 0, "
-    "max_sessions INTEGER NOT NULL DEFAULT 0, transfers INTEGER NOT NULL DEFAULT 0, "
-    "max_transfers INTEGER NOT NULL DEFAULT 0, done BIGINT NOT NULL DEFAULT 0, "
-    "failed BIGINT NOT NULL DEFAULT 0)",
+    ("CREATE TABLE fleet_session_leases (user_id BIGINT PRIMARY KEY, worker TEXT NOT NULL, "
+     "expires DOUBLE PRECISION NOT NULL)"),
+    ("CREATE TABLE fleet_delivery_intents (job_id BIGINT PRIMARY KEY, worker TEXT NOT NULL, "
+     "since DOUBLE PRECISION NOT NULL)"),
+    ("CREATE TABLE fleet_workers (name TEXT PRIMARY KEY, host TEXT NOT NULL, "
+     "pid INTEGER NOT NULL, version TEXT NOT NULL, started DOUBLE PRECISION NOT NULL, "
+     "seen DOUBLE PRECISION NOT NULL, rss_mb DOUBLE PRECISION NOT NULL DEFAULT 0, "
+     "peak_mb DOUBLE PRECISION NOT NULL DEFAULT 0, sessions INTEGER NOT NULL DEFAULT 0, "
+     "max_sessions INTEGER NOT NULL DEFAULT 0, transfers INTEGER NOT NULL DEFAULT 0, "
+     "max_transfers INTEGER NOT NULL DEFAULT 0, done BIGINT NOT NULL DEFAULT 0, "
+     "failed BIGINT NOT NULL DEFAULT 0)"),
 )
 
 
