@@ -244,3 +244,20 @@ def test_random_ids_come_from_the_client_rnd_id():
     assert callable(client.rnd_id) and isinstance(client.rnd_id(), int)
     ca.set_random_id_source(client, lambda: 42)
     assert ca.random_id_source(client)() == 42
+
+
+def test_transfer_helpers_rely_on_these_library_names():
+    from pyrogram.file_id import FileId, FileType
+
+    assert params(Client.get_dc_option) == ["self", "dc_id", "is_media", "is_cdn", "ipv6"]
+    assert params(utils.parse_text_entities) == ["client", "text", "parse_mode", "entities"]
+    assert {"CHAT_PHOTO", "PHOTO", "DOCUMENT"} <= set(FileType.__members__)
+    assert callable(FileId.decode)
+    for name in ("dc_id", "test_mode"):
+        assert inspect.iscoroutinefunction(getattr(SQLiteStorage, name)), name
+    fid = FileId(file_type=FileType.DOCUMENT, dc_id=4, media_id=7, access_hash=8,
+                 file_reference=b"r")
+    decoded = ca.decode_file_id(fid.encode())
+    assert (decoded.dc_id, decoded.media_id) == (4, 7)
+    loc = ca.file_location(decoded)
+    assert (loc.id, loc.access_hash, loc.file_reference) == (7, 8, b"r")
