@@ -282,7 +282,7 @@ def tl_fields(obj: Any) -> Iterable[Any]:
 # The transfer path's door to the client library's internals (kurigram 2.2, imported as pyrogram).
 #
 # Everything helpers/transfer*.py and helpers/cdn.py need beyond the library's documented API is
-# here, and tests/unit/test_adapter_contract_transfer.py pins exactly what it relies on, so an
+# here, and tests/unit/test_client_adapter_contract_transfer.py pins exactly what it relies on, so an
 # upgrade that renames one of them fails that test instead of a transfer in production.
 #
 # Public API is used where it exists: a pooled media connection is
