@@ -11,8 +11,8 @@ import time
 
 from pyrogram.file_id import FileId
 
+from harness.files import file_digest, write_random
 from helpers.transfer import MIB, Transfers
-from tests.simclient import file_digest, write_random
 from tgsim.faults import FloodRule
 
 
