@@ -30,6 +30,7 @@ from harness.processes import ROOT, Child, bot_environment
 from harness.rss import RssSampler
 from harness.signin import sign_in
 from harness.simserver import TgsimProcess
+from harness.waits import wait_until
 from helpers.secrets import generate_key
 
 MB = 1000 * 1000
@@ -47,14 +48,6 @@ class Role(Child):
         if not self.alive():
             raise RuntimeError(f"{self.name} exited:\n{self.tail()}")
         return log.exists() and STARTED in log.read_text(errors="replace")
-
-
-async def _until(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def run_once(n_workers: int, a, sim: TgsimProcess, cluster, owner, users, links,
@@ -81,7 +74,7 @@ async def run_once(n_workers: int, a, sim: TgsimProcess, cluster, owner, users, 
         for p in procs:
             p.start()
         for p in procs:
-            await _until(p.ready, 120, f"{p.name} to start")
+            await wait_until(p.ready, 120, f"{p.name} to start")
             samplers.append(RssSampler(p.pid, 0.2).start())
         for u in users:
             u.got.clear()
@@ -91,7 +84,7 @@ async def run_once(n_workers: int, a, sim: TgsimProcess, cluster, owner, users, 
             mine = links[i * per_user:(i + 1) * per_user]
             if mine:
                 await u.client.send_message(sim.bot_username, "\n".join(mine))
-        await _until(lambda: sum(len(u.got) for u in users) >= len(links),
+        await wait_until(lambda: sum(len(u.got) for u in users) >= len(links),
                      a.timeout, f"{len(links)} files with {n_workers} worker(s)")
         elapsed = time.monotonic() - t0
     finally:

@@ -16,6 +16,7 @@ from pyrogram import filters
 from bot.app import App
 from bot.config import Settings, load_settings
 from harness.signin import API_HASH, API_ID
+from harness.waits import wait_until  # noqa: F401 - tests take it from here too
 from helpers.secrets import generate_key
 
 _phones = itertools.count(1)
@@ -99,15 +100,6 @@ async def login(env: "Env", person: Person, password: str | None = None) -> list
         secret_ids.append((await person.say(password)).id)
     await person.expect_text("Logged in as")
     return secret_ids
-
-
-async def wait_until(cond, timeout: float, what: str, every: float = 0.05) -> None:
-    """Poll cond() until it is true; fail the test, naming `what`, at the timeout."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(every)
 
 
 class Env:

@@ -19,6 +19,7 @@ from pyrogram import filters
 from harness.files import file_digest, write_random
 from harness.ports import free_port
 from harness.processes import bot_environment, terminate
+from harness.waits import wait_until as until  # noqa: F401 - the fleet tests' name for it
 from helpers.secrets import generate_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,19 +147,6 @@ class Fleet:
         """The name of the worker holding the job's lease (leases are held as name.mark)."""
         rows = await self.sql("SELECT worker FROM fleet_job_leases WHERE job_id = $1", job_id)
         return rows[0]["worker"].rsplit(".", 1)[0] if rows else None
-
-
-async def until(cond, timeout: float, what: str, every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(every)
 
 
 async def public_channel(owner, username: str, sizes: list[int], tmp: Path):

@@ -6,10 +6,11 @@ the user is told what could not be done."""
 from __future__ import annotations
 
 import asyncio
-import re
 import contextlib
 import ctypes
 import ctypes.util
+import functools
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -25,19 +26,16 @@ from harness.outcomes import all_final as _all_final
 from harness.outcomes import collect as _collect
 from harness.outcomes import no_traceback as _no_traceback
 from harness.outcomes import same_bytes as _same_bytes
+from harness.waits import wait_until
 from tgsim.faults import FloodRule
+
 
 # -- helpers ---------------------------------------------------------------------------------
 def _assets_empty(env) -> bool:
     return not any(Path(env.app.settings.assets_dir).rglob("*"))
 
 
-async def _wait_for(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+_wait_for = functools.partial(wait_until, every=0.02)  # these faults come and go quickly
 
 
 # -- FloodWait ---------------------------------------------------------------------------------
