@@ -20,7 +20,7 @@ from pyrogram import filters
 from harness.files import file_digest, write_random
 from harness.outcomes import FINAL, read_jobs, until_final
 from harness.ports import free_port
-from harness.processes import ROOT, bot_environment, terminate
+from harness.processes import ROOT, bot_environment, end
 from harness.stored_state import query_now
 
 _JOB_RE = re.compile(r"Job #(\d+)")
@@ -95,8 +95,7 @@ class Rig:
         await self.start()
         await self.user.add_chat_members(chat_id, self.bot_acc.username)
         await self.until(lambda: self._bot_keeps(chat_id), 30, "the bot to keep the chat")
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
+        await end(self.proc, 10, signal.SIGKILL)
 
     def _bot_keeps(self, chat_id: int) -> bool:
         """The chat is committed in the bot's peer database (pyrogram's session file)."""
@@ -109,14 +108,13 @@ class Rig:
         finally:
             con.close()
 
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
+    async def kill9(self) -> None:
+        await end(self.proc, 10, signal.SIGKILL)
         self.restarts += 1
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         if self.proc:
-            terminate(self.proc, 25)
+            await end(self.proc, 25)
 
     async def until(self, cond, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout

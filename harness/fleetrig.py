@@ -18,7 +18,7 @@ from pyrogram import filters
 
 from harness.files import file_digest, write_random
 from harness.ports import free_port
-from harness.processes import bot_environment, terminate
+from harness.processes import bot_environment, end
 from harness.waits import wait_until as until  # noqa: F401 - the fleet tests' name for it
 from helpers.secrets import generate_key
 
@@ -75,13 +75,12 @@ class Proc:
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
-    def kill9(self) -> None:
-        self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(10)
+    async def kill9(self) -> None:
+        await end(self.popen, 10, signal.SIGKILL)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         if self.alive():
-            terminate(self.popen, 25)
+            await end(self.popen, 25)
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -114,9 +113,9 @@ class Fleet:
         await until(proc.ready, timeout, f"{name} to start")
         return proc
 
-    def stop_all(self) -> None:
+    async def stop_all(self) -> None:
         for proc in self.procs.values():
-            proc.stop()
+            await proc.stop()
 
     async def sql(self, query: str, *args):
         conn = await asyncpg.connect(self.url)

@@ -3,11 +3,13 @@ the clean environment a `python -m bot` child gets."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: where `python -m bot` runs
@@ -58,6 +60,21 @@ def terminate(proc: subprocess.Popen, grace_s: float) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+    return proc.returncode
+
+
+async def end(proc: subprocess.Popen, grace_s: float, sig: int = signal.SIGTERM) -> int:
+    """terminate() for a caller whose event loop runs tgsim: the child's shutdown talks to
+    the simulator, so its exit is awaited, never waited for with the loop blocked (which
+    stalls every client in the loop and made their requests time out)."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        deadline = time.monotonic() + grace_s
+        while proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if proc.poll() is None:
+            proc.kill()
+            await asyncio.to_thread(proc.wait, 10)
     return proc.returncode
 
 

@@ -118,4 +118,4 @@ async def fleet(sim, pg_url, tmp_path):
     try:
         yield f
     finally:
-        f.stop_all()
+        await f.stop_all()

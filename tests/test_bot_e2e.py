@@ -12,7 +12,7 @@ from pathlib import Path
 from pyrogram import filters
 from pyrogram.types import InputMediaDocument
 
-from harness.processes import bot_environment
+from harness.processes import bot_environment, end
 from harness.botenv import wait_until
 from harness.files import file_digest, write_random
 from harness.ports import free_port
@@ -184,8 +184,7 @@ async def test_kill_minus_nine_mid_transfer_then_restart_completes(sim, clients,
         await user.add_chat_members(ch.id, "crash_test_bot")
         await user.send_message("crash_test_bot", f"https://t.me/c/{str(ch.id)[4:]}/{post.id}")
         await wait_until(lambda: sim.stats["upload.GetFile"] >= 3, 30, "the transfer")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        await end(proc, 10, signal.SIGKILL)
         sim.faults.bandwidth_bps = 0
         proc = spawn()
         deadline = time.monotonic() + 90
@@ -199,11 +198,7 @@ async def test_kill_minus_nine_mid_transfer_then_restart_completes(sim, clients,
         path = await user.download_media(got, file_name=str(tmp_path / "out" / "s"))
         assert file_digest(path) == file_digest(src)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(25)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        await end(proc, 25)
 
 
 async def test_file_over_the_upload_limit_arrives_as_numbered_parts(sim, clients, tmp_path):

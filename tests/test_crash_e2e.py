@@ -37,7 +37,7 @@ async def rig(sim, clients, phone, tmp_path):
     try:
         yield r
     finally:
-        r.stop()
+        await r.stop()
 
 
 async def _submit(rig: Rig, links: list[str], captions: list[str]) -> dict[int, str]:
@@ -66,7 +66,7 @@ async def test_kill_while_downloading_with_jobs_queued(rig):
     base = sim.stats["upload.GetFile"]
     by_job = await _submit(rig, links, captions)
     await rig.until(lambda: sim.stats["upload.GetFile"] >= base + 2, 30, "the download")
-    rig.kill9()
+    await rig.kill9()
     before = rig.jobs()
     assert [r["status"] for r in before.values()] == ["running", "queued", "queued"], before
     sim.faults.bandwidth_bps = 0
@@ -89,7 +89,7 @@ async def test_kill_while_uploading(rig):
     base = sim.stats["upload.SaveFilePart"]
     by_job = await _submit(rig, links, captions)
     await rig.until(lambda: sim.stats["upload.SaveFilePart"] >= base + 2, 30, "the upload")
-    rig.kill9()
+    await rig.kill9()
     before = rig.jobs()
     assert not rig.media(captions[0]), "killed before the upload completed"
     assert [r["status"] for r in before.values()] == ["running", "queued"], before
@@ -114,7 +114,7 @@ async def test_kill_after_the_upload_before_the_bookkeeping(rig):
     await rig.until(lambda: rig.media(captions[0]), 30, "the first file")
     # delivered is committed just after the file goes; the slow final edit holds 'done' back
     await rig.until(lambda: rig.jobs()[first]["delivered"] == 1, 10, "delivered recorded")
-    rig.kill9()
+    await rig.kill9()
     row = rig.jobs()[first]
     assert row["status"] == "running" and row["delivered"] == 1, (
         f"the kill landed in the window (sent, not yet done): {row}")
@@ -216,7 +216,7 @@ async def test_kill_at_random_points_then_restart(rig):
         delay = rnd.uniform(0.5, 4.0)
         delays.append(round(delay, 2))
         await asyncio.sleep(delay)
-        rig.kill9()
+        await rig.kill9()
         await rig.start()
     sim.faults.reset()
     await rig.all_final(4, timeout=60)

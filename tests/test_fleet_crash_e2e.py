@@ -42,7 +42,7 @@ async def test_kill9_mid_transfer_the_other_worker_finishes_it_once(fleet, clien
     job = (await fleet.jobs())[0]
     first = await fleet.holder(job["id"])
     other = "w2" if first == "w1" else "w1"
-    fleet.procs[first].kill9()
+    await fleet.procs[first].kill9()
     sim.faults.bandwidth_bps = 0
     rows = await fleet.all_final(1, timeout=90)
     assert rows[0]["status"] == "done" and rows[0]["delivered"], rows
@@ -70,7 +70,7 @@ async def test_kill9_after_the_send_before_the_record_delivers_once(fleet, clien
     job = (await fleet.jobs())[0]
     first = await fleet.holder(job["id"])
     assert first is not None and not job["delivered"], job
-    fleet.procs[first].kill9()
+    await fleet.procs[first].kill9()
     sim.faults.answer_latency_s.clear()
     rows = await fleet.all_final(1, timeout=90)
     assert rows[0]["status"] == "done", rows

@@ -14,7 +14,7 @@ from pathlib import Path
 from pyrogram import filters
 
 from helpers.secrets import SessionCipher, generate_key
-from harness.processes import bot_environment
+from harness.processes import bot_environment, end
 from harness.botenv import READER, wait_until
 from harness.files import file_digest, write_random
 from harness.ports import free_port
@@ -114,9 +114,4 @@ async def test_sigterm_mid_transfer_exits_zero_and_resumes(sim, clients, phone, 
         path = await reader.download_media(got, file_name=str(tmp_path / "out" / "s"))
         assert file_digest(path) == file_digest(src)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(25)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        await end(proc, 25)
