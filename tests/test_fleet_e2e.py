@@ -73,7 +73,7 @@ async def test_front_and_two_workers_deliver_20_jobs_from_5_users_once(fleet, cl
         assert f'bot_worker_rss_bytes{{worker="{name}"}}' in metrics, metrics[-2000:]
     assert "bot_workers_live 2.0" in metrics
     # a worker stopped (SIGTERM) gives back its leases and heartbeat before its storage closes
-    await asyncio.to_thread(fleet.procs["w2"].stop)
+    await fleet.procs["w2"].stop()
     assert fleet.procs["w2"].popen.returncode == 0, fleet.procs["w2"].out.read_text()[-2000:]
     assert await fleet.sql("SELECT name FROM fleet_workers WHERE name = 'w2'") == []
     assert await fleet.sql("SELECT user_id FROM fleet_session_leases "
