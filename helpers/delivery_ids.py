@@ -50,6 +50,22 @@ def install(client) -> None:
     set_random_id_source(client, pick)
 
 
+def mark() -> int | None:
+    """Where the job's sequence stands now (None outside a job's scope), for `rewind`."""
+    scope = _scope.get()
+    return None if scope is None else scope.count
+
+
+def rewind(to: int | None) -> None:
+    """Back to where `mark` stood: a send repeated after a 420 (which posts nothing) takes
+    the ids of the try it repeats. Drawing fresh ones would shift the rest of the sequence,
+    so a worker that takes the job over would send the first try's ids, which Telegram never
+    saw, and post that message a second time."""
+    scope = _scope.get()
+    if scope is not None and to is not None:
+        scope.count = to
+
+
 def active() -> bool:
     """True inside a job's scope (its sends take their ids from the job's sequence)."""
     return _scope.get() is not None

@@ -18,7 +18,7 @@ from typing import Awaitable, Callable
 
 from pyrogram import Client, enums, errors, raw, types
 
-from helpers import floodwait, media_kinds, peers, tg_text
+from helpers import delivery_ids, floodwait, media_kinds, peers, tg_text
 from helpers import user_settings as us
 from helpers.chat_access import ChatAccess, UnknownPeer
 from helpers.client_adapter import parse_messages
@@ -176,8 +176,14 @@ class Pipeline:
         the client library resent a request whose answer was lost, or, in the scaled layout,
         an earlier worker of this job died after sending (helpers/fleet_pipeline.py). It
         counts as sent (None: no message to edit) and the job goes on with its next send."""
+        at = delivery_ids.mark()
+
+        async def once():
+            delivery_ids.rewind(at)  # a repeat after a 420 reuses the ids of its try
+            return await call()
+
         try:
-            return await floodwait.patiently(call, where, attempts=_SEND_ATTEMPTS)
+            return await floodwait.patiently(once, where, attempts=_SEND_ATTEMPTS)
         except floodwait.GaveUp as e:
             raise JobError(f"Telegram asks me to wait {e.seconds:.0f} s before sending "
                            "more. Please send the link again later.") from None

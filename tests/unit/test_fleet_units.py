@@ -84,3 +84,35 @@ def test_a_role_without_postgresql_exits_2_with_one_line(role):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "DATABASE_URL" in lines[0], proc.stderr
+
+
+async def test_a_send_repeated_after_a_420_takes_the_ids_of_its_try():
+    """Else the sequence shifts: a worker taking the job over would resend the refused try's
+    ids, which Telegram never saw, and post that message twice."""
+    from types import SimpleNamespace
+
+    from pyrogram import errors
+
+    from helpers.pipeline import Pipeline
+
+    async def attempt(client, refuse_first: bool) -> list[list[int]]:
+        tries: list[list[int]] = []
+
+        async def send(n: int):
+            tries.append([client.rnd_id() for _ in range(n)])
+            if refuse_first and len(tries) == 1:
+                raise errors.FloodWait(value=1)
+
+        with delivery_ids.scope(b"k", 9):
+            for n in (2, 1):  # an album of two, then one message
+                await Pipeline._patient(SimpleNamespace(duplicates_caught=0),
+                                        lambda n=n: send(n), "send")
+        return tries
+
+    a, b = _Client(), _Client()
+    delivery_ids.install(a)
+    delivery_ids.install(b)
+    refused = await attempt(a, refuse_first=True)
+    clean = await attempt(b, refuse_first=False)
+    assert refused[0] == refused[1] == clean[0]  # the repeat reused the refused try's ids
+    assert refused[2] == clean[1]  # and the next send goes on where a clean attempt would
