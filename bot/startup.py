@@ -118,7 +118,7 @@ async def login_bot(make_client: Callable[[], Client], *, retries: int, attempt_
         why = "no answer in time" if isinstance(error, TimeoutError) else _error_name(error)
         wait = 0.0
         if isinstance(error, errors.FloodWait):
-            wait = floodwait.record(error.value, "bot login")
+            wait = floodwait.record(floodwait.seconds_of(error), "bot login")
         if attempt >= attempts or not floodwait.worth_waiting(wait):
             raise StartupError(f"Telegram could not be reached after {attempt} attempt(s) "
                                f"({why}); giving up, start the bot again later",

@@ -52,7 +52,8 @@ def seconds_of(e: BaseException) -> float:
 
 
 def record(seconds: float | int | None, where: str) -> float:
-    """Count a FloodWait; returns how long to wait (Telegram's value, at least 1 s)."""
+    """Count a FloodWait of `seconds` (pass seconds_of(e): it knows the default for a 420
+    without a number); returns how long to wait, at least 1 s."""
     try:
         wait = max(1.0, float(seconds or 0))
     except (TypeError, ValueError):
