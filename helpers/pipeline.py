@@ -88,7 +88,8 @@ class Pipeline:
         self.keep_partial = keep_partial
         self.split_bytes = split_bytes  # 0: Telegram's own limit for the bot
         self.duplicates_caught = 0  # sends Telegram already had (RANDOM_ID_DUPLICATE)
-        self.thumbs = Thumbnails(bot, settings_of, save_settings)
+        self.thumbs = Thumbnails(bot, settings_of, save_settings,
+                                 transfers.one_request if transfers is not None else None)
 
     async def run(self, job: dict) -> None:
         job_id, user_id = job["id"], job["user_id"]

@@ -10,9 +10,10 @@ message, which a long download may have outlived.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import AsyncContextManager, Awaitable, Callable
 
 from pyrogram import Client, errors, types
 
@@ -30,10 +31,14 @@ class Thumbnails:
     refreshed file_id is used for this job only)."""
 
     def __init__(self, bot: Client, settings_of: Callable[[int], Awaitable[dict]] | None,
-                 save_settings: Callable[[int, dict], Awaitable[None]] | None):
+                 save_settings: Callable[[int, dict], Awaitable[None]] | None,
+                 gate: Callable[[Client], AsyncContextManager] | None = None):
         self.bot = bot
         self.settings_of = settings_of
         self.save_settings = save_settings
+        # gate(client): held around each download, so it counts in that account's file
+        # requests in flight (Transfers.one_request); None: not counted
+        self.gate = gate
 
     async def fetch(self, client: Client, msg: types.Message, media, prefs: dict,
                     user_id: int, folder: Path) -> str | None:
@@ -49,7 +54,8 @@ class Thumbnails:
             sources.append((client, thumbs[0].file_id, lambda: _original_again(client, msg)))
         for reader, file_id, again in sources:
             try:
-                return await self._download(reader, file_id, again, target)
+                async with (self.gate(reader) if self.gate else contextlib.nullcontext()):
+                    return await self._download(reader, file_id, again, target)
             except _AUTH_GONE:
                 raise
             except (errors.RPCError, ValueError, OSError):

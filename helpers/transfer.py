@@ -343,6 +343,18 @@ class Transfers:
         messages = await parse_messages(client, r)
         return messages[0] if messages else None
 
+    @contextlib.asynccontextmanager
+    async def one_request(self, client):
+        """Hold one of the account's requests in flight around a file request the library
+        makes for us (a thumbnail's download_media): the account's budget counts every file
+        request of that account, not only our parts."""
+        window = self.budgets.window(client)
+        await window.acquire()
+        try:
+            yield
+        finally:
+            window.release()
+
     async def close_client(self, client) -> None:
         """Close every pooled connection of `client`; call before `client.stop()` (and after
         its transfers ended: a transfer still running would open new ones)."""

@@ -94,3 +94,29 @@ def test_plan_opens_a_connection_per_four_requests():
     assert plan(100, 12, 4) == (12, 3)
     assert plan(100, 8, 4) == (8, 2)
     assert plan(100, 12, 2) == (12, 2)
+
+
+async def test_a_library_file_request_holds_a_slot_of_its_accounts_window():
+    """A thumbnail's download_media goes through the library, yet counts like our parts:
+    Telegram counts every file request of the account."""
+    from types import SimpleNamespace
+
+    from helpers.thumbs import Thumbnails
+    from helpers.transfer import Transfers
+
+    t = Transfers(account_inflight=2)
+    user = SimpleNamespace(me=SimpleNamespace(id=77))
+    window = t.budgets.window(user)
+    async with t.one_request(user):
+        assert window.inflight == 1
+        async with t.one_request(user):
+            assert window.inflight == 2
+            held = t.one_request(user)
+            third = asyncio.ensure_future(held.__aenter__())
+            await asyncio.sleep(0)
+            assert not third.done(), "a third request waits for a slot"
+        await asyncio.wait_for(third, 1)
+    assert window.inflight == 1  # the third holds the slot it was handed
+    await held.__aexit__(None, None, None)
+    assert window.idle
+    assert Thumbnails(None, None, None, t.one_request).gate == t.one_request
