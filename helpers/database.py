@@ -386,8 +386,11 @@ class Database:
     async def add_bytes(self, job_id: int, n: int) -> None:
         await self._write("UPDATE jobs SET bytes = bytes + ? WHERE id = ?", (int(n), int(job_id)))
 
-    async def mark_delivered(self, job_id: int) -> None:
-        await self._write("UPDATE jobs SET delivered = 1 WHERE id = ?", (int(job_id),))
+    async def mark_delivered(self, job_id: int, announced: bool = False) -> None:
+        """delivered: 1 once the user has the files, 2 once they were also told it is done
+        (a restart between the two then says so, and after the second says nothing)."""
+        await self._write("UPDATE jobs SET delivered = ? WHERE id = ?",
+                          (2 if announced else 1, int(job_id)))
 
     async def increment_attempts(self, job_id: int) -> None:
         await self._write("UPDATE jobs SET attempts = attempts + 1 WHERE id = ?", (int(job_id),))

@@ -67,7 +67,7 @@ class Pipeline:
                  on_bytes: Callable[[int, int], Awaitable[None]] | None = None,
                  sessions: "SessionManager | None" = None,
                  settings_of: Callable[[int], Awaitable[dict]] | None = None,
-                 on_delivered: Callable[[int], Awaitable[None]] | None = None,
+                 on_delivered: Callable[..., Awaitable[None]] | None = None,
                  transfers: "Transfers | None" = None,
                  keep_partial: Callable[[], bool] = lambda: False,
                  split_bytes: int = 0,
@@ -95,8 +95,12 @@ class Pipeline:
         job_id, user_id = job["id"], job["user_id"]
         markup = self.cancel_markup(job)
         if job.get("delivered"):
-            # Sent before a crash cut the bookkeeping short: never send it twice.
+            # Sent before a crash cut the bookkeeping short: never send it twice, and say
+            # "done" only if the user was not told so already.
             await self.janitor.remove_job_dir_async(job_id)
+            if job["delivered"] >= 2:
+                log.info("job #%s: delivered and announced before the restart", job_id)
+                return
             await self._patient(lambda: self.bot.send_message(
                 user_id, f"Job #{job_id} done: it was delivered before the bot restarted.",
                 parse_mode=enums.ParseMode.DISABLED), "notice")
@@ -128,8 +132,8 @@ class Pipeline:
                     raise
             await self._mark_delivered(job_id)
             done = f"Job #{job_id} done: {summary}"
-            if not await reporter.finish(done):
-                await self._final_word(reporter, user_id, done)
+            if await reporter.finish(done) or await self._final_word(reporter, user_id, done):
+                await self._mark_delivered(job_id, announced=True)
         except BaseException as e:
             # Shutting down: the job goes back to the queue and resumes from its parts.
             # Anything else ends it here (a retry starts afresh).
@@ -148,25 +152,29 @@ class Pipeline:
         finally:
             await reporter.close()
 
-    async def _mark_delivered(self, job_id: int) -> None:
-        """Bookkeeping after the user has the file: its failure must not fail the job."""
+    async def _mark_delivered(self, job_id: int, announced: bool = False) -> None:
+        """Bookkeeping after the user has the file (and, announced, was told it is done):
+        its failure must not fail the job."""
         if self.on_delivered is None:
             return
         try:
-            await self.on_delivered(job_id)
+            await self.on_delivered(job_id, announced=announced)
         except Exception:  # noqa: BLE001 - the worst case is one retry notice after a crash
             log.warning("job #%s: could not record the delivery", job_id, exc_info=True)
 
-    async def _final_word(self, reporter: ProgressReporter, user_id: int, text: str) -> None:
+    async def _final_word(self, reporter: ProgressReporter, user_id: int, text: str) -> bool:
         """The last edit was refused (a FloodWait on edits): wait it out once, briefly, or
-        say it in a new message, so a finished job never looks stuck."""
+        say it in a new message, so a finished job never looks stuck. True if it was said."""
         wait = reporter.flood_until - time.monotonic()
         if 0 < wait <= _FINAL_EDIT_WAIT_S:
             await asyncio.sleep(wait)
             if await reporter.finish(text):
-                return
-        with contextlib.suppress(errors.RPCError):
+                return True
+        try:
             await self.bot.send_message(user_id, text, parse_mode=enums.ParseMode.DISABLED)
+            return True
+        except errors.RPCError:
+            return False
 
     async def _patient(self, call: Callable[[], Awaitable], where: str):
         """A send that Telegram rate-limits is waited out, not failed: the file is already

@@ -156,26 +156,30 @@ async def _crashed_state(rig: Rig, links: list[str], states: list[dict]) -> list
 
 async def test_restart_on_a_db_left_between_upload_and_bookkeeping(rig):
     """The same state written directly: a job 'running' with delivered=1 (sent, not marked
-    done), one 'running' with delivered=0 (cut mid-transfer) and one 'queued'."""
-    links, captions, digests = await _channel(rig, [300_000, 300_000, 300_000], "db")
+    done), one 'running' with delivered=0 (cut mid-transfer), one 'queued', and one 'running'
+    with delivered=2 (sent and announced done, not marked done)."""
+    links, captions, digests = await _channel(rig, [300_000] * 4, "db")
     ids = await _crashed_state(rig, links, [{"status": "running", "delivered": 1},
-                                            {"status": "running"}, {}])
+                                            {"status": "running"}, {},
+                                            {"status": "running", "delivered": 2}])
     await rig.start()
-    rows = await rig.all_final(3)
-    await rig.until(lambda: all(rig.media(c) for c in captions[1:]), 30, "the other files")
-    assert [rows[i]["status"] for i in ids] == ["done"] * 3, rows
+    rows = await rig.all_final(4)
+    await rig.until(lambda: all(rig.media(c) for c in captions[1:3]), 30, "the other files")
+    assert [rows[i]["status"] for i in ids] == ["done"] * 4, rows
     assert not rig.media(captions[0]), "the delivered job is not sent again"
+    assert not rig.media(captions[3]), "the delivered job is not sent again"
     texts = rig.texts()
     assert any(t.startswith(f"Job #{ids[0]} done") and "delivered before the bot restarted"
                in t for t in texts)
     assert any(t.startswith(f"Job #{ids[1]} resumed after an interruption") for t in texts)
     assert not any(t.startswith(f"Job #{ids[2]} resumed") for t in texts)
-    assert [rows[i]["attempts"] for i in ids] == [1, 1, 0]
+    assert not any(t.startswith(f"Job #{ids[3]} ") for t in texts), "told done once already"
+    assert [rows[i]["attempts"] for i in ids] == [1, 1, 0, 1]
     assert not any(rig.assets.rglob("*"))
-    await _check_bytes(rig, {c: digests[c] for c in captions[1:]})
-    TOTALS["accepted"] += 3
-    TOTALS["finished"] += 3
-    print(f"\n[state written in the DB] jobs 3 / finished 3 / lost 0 / "
+    await _check_bytes(rig, {c: digests[c] for c in captions[1:3]})
+    TOTALS["accepted"] += 4
+    TOTALS["finished"] += 4
+    print(f"\n[state written in the DB] jobs 4 / finished 4 / lost 0 / "
           f"duplicates-without-notice 0 (job #{ids[0]} told, not re-sent)")
 
 
