@@ -478,8 +478,9 @@ def lean_receive_counts() -> dict[str, int]:
 def _open_file_answer(packet, session_id: bytes, auth_key: bytes, auth_key_id: bytes):
     """On the connection's crypto thread: the checked message and its file answer, or None
     when the packet is something else (the library then unpacks it again, rare)."""
-    message = wire.open_message(packet, session_id, auth_key, auth_key_id, aes.ige256_decrypt)
-    answer = wire.file_answer(message.body)
+    message = wire.open_message(packet, session_id, auth_key, auth_key_id, aes.ige256_decrypt,
+                                wire.looks_like_file_answer)
+    answer = None if message is None else wire.file_answer(message.body)
     if answer is None or (answer.constructor == wire.UPLOAD_FILE
                           and answer.file_type not in _FILE_TYPES):
         return None
@@ -507,8 +508,6 @@ def _lean_frames(connection) -> wire.AbridgedFrames | None:
 class LeanMediaSession(Session):
     """A media (or CDN) session whose file answers skip the library's copies; see above."""
 
-    LEAN_MIN = 16 * 1024  # a packet at least this large is most likely a file part
-
     async def recv_worker(self):
         frames = _lean_frames(self.connection)
         if frames is None:
@@ -518,8 +517,13 @@ class LeanMediaSession(Session):
             if packet is None or len(packet) == 4:
                 self._transport_failed(packet)
                 break
-            self._create_tracked_task(self.handle_packet(packet))
+            self._create_tracked_task(self._handle_frame(frames, packet))
             del packet
+
+    async def _handle_frame(self, frames: wire.AbridgedFrames, packet) -> None:
+        if isinstance(packet, wire.Pieces):
+            return await self._handle_large(frames, packet)
+        return await self.handle_packet(packet)  # small: the library's, as it comes
 
     def _transport_failed(self, packet) -> None:
         """As the library's recv_worker: a 404 ends the worker with AuthKeyNotFound, any
@@ -534,18 +538,22 @@ class LeanMediaSession(Session):
                      else "connection closed or silent")
             self.client.loop.create_task(self.restart())
 
-    async def handle_packet(self, packet):
-        if len(packet) < self.LEAN_MIN:
-            return await super().handle_packet(packet)
+    async def _handle_large(self, frames: wire.AbridgedFrames, packet: wire.Pieces) -> None:
+        """A large frame: decrypted and checked in pieces on the connection's crypto thread;
+        a file answer is handled here, anything else is the library's to unpack again."""
         try:
             found = await self.client.loop.run_in_executor(
                 self.connection.protocol.crypto_executor, _open_file_answer, packet,
                 self.session_id, self.auth_key, self.auth_key_id)
+            if found is None:
+                packet = bytes(packet)
         except wire.Refused as e:  # as the library's unpack: the packet is dropped
             raise errors.SecurityCheckMismatch(f"Check failed: {e}") from None
+        finally:
+            frames.release()  # its ciphertext is gone (or copied): the next may be read
         if found is None:
             _lean_counts["library"] += 1
-            return await super().handle_packet(packet)
+            return await self.handle_packet(packet)
         del packet
         _lean_counts["parts"] += 1
         message, answer = found
@@ -554,7 +562,7 @@ class LeanMediaSession(Session):
         slot = self.results.get(answer.req_msg_id)
         if slot is not None:
             if answer.constructor == wire.UPLOAD_CDN_FILE:
-                slot.value = raw.types.upload.CdnFile(bytes=answer.data)
+                slot.value = raw.types.upload.CdnFile(bytes=bytes(answer.data))  # decrypted whole
             else:
                 slot.value = raw.types.upload.File(type=_FILE_TYPES[answer.file_type](),
                                                    mtime=answer.mtime, bytes=answer.data)

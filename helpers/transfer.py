@@ -61,6 +61,7 @@ from helpers.transfer_resume import (
     remove_partial,
     sidecar_path,
 )
+from helpers.transfer_wire import write_at
 
 log = logging.getLogger("transfer")
 
@@ -428,7 +429,7 @@ class Transfers:
             self._io.submit(os.close, fd)
 
     async def _write(self, fd: int, data: bytes, offset: int) -> None:
-        await self._disk(_pwrite_all, fd, data, offset)
+        await self._disk(write_at, fd, data, offset)  # bytes, or a part's pieces
 
     async def _read(self, fd: int, n: int, offset: int) -> bytes:
         return await self._disk(os.pread, fd, n, offset)
@@ -634,13 +635,6 @@ class Transfers:
         return path
 
 
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
 
 
 def _md5_of_fd(fd: int, size: int) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import os
 import struct
 import time
 from typing import Callable, NamedTuple
@@ -35,12 +36,78 @@ class Refused(Exception):
     """A packet that fails one of MTProto's checks: it is dropped, never parsed."""
 
 
+# Large frames and their plaintext are held in pieces below glibc's mmap threshold (128 KiB,
+# pinned by helpers/allocator.py): a 1 MiB buffer is a fresh mapping that costs 256 page
+# faults to fill and a munmap to free, three of them per part (the frame, tgcrypto's output
+# and its copy into bytes); pieces come from the heap, warm. A multiple of 16 (AES blocks).
+PIECE = 112 * 1024
+
+
+class Pieces:
+    """Bytes held as a sequence of buffers: len(), bytes(), iterate, write with pwritev."""
+
+    __slots__ = ("buffers", "length")
+
+    def __init__(self, buffers):
+        self.buffers = list(buffers)
+        self.length = sum(len(b) for b in self.buffers)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        return iter(self.buffers)
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.buffers)
+
+    def head(self, n: int) -> bytes:
+        """The first n bytes (fewer if shorter), copied."""
+        out = bytearray()
+        for b in self.buffers:
+            if len(out) >= n:
+                break
+            out += memoryview(b)[:n - len(out)]
+        return bytes(out)
+
+    def slice(self, start: int, end: int) -> "Pieces":
+        """Views of the bytes in [start, end), no copy."""
+        out, at = [], 0
+        for b in self.buffers:
+            n = len(b)
+            lo, hi = max(start - at, 0), min(end - at, n)
+            if lo < hi:
+                out.append(memoryview(b)[lo:hi])
+            at += n
+            if at >= end:
+                break
+        return Pieces(out)
+
+
+def as_pieces(data) -> Pieces:
+    return data if isinstance(data, Pieces) else Pieces([data])
+
+
+def write_at(fd: int, data, offset: int) -> None:
+    """Write bytes or Pieces at `offset`, whole (one pwritev for Pieces, partial writes
+    resumed)."""
+    views = [memoryview(b) for b in as_pieces(data) if len(b)]
+    while views:
+        n = os.pwritev(fd, views, offset)
+        offset += n
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if n:
+            views[0] = views[0][n:]
+
+
 class Message(NamedTuple):
-    """One decrypted, checked MTProto message: its header and its body as a view."""
+    """One decrypted, checked MTProto message: its header and its body (views)."""
 
     msg_id: int
     seq_no: int
-    body: memoryview
+    body: Pieces
 
 
 def kdf(auth_key: bytes, msg_key: bytes, outgoing: bool) -> tuple[bytes, bytes]:
@@ -52,126 +119,144 @@ def kdf(auth_key: bytes, msg_key: bytes, outgoing: bool) -> tuple[bytes, bytes]:
 
 
 def open_message(packet, session_id: bytes, auth_key: bytes, auth_key_id: bytes,
-                 ige_decrypt: Callable[[memoryview, bytes, bytes], bytes]) -> Message:
-    """Decrypt and check one server packet (auth_key_id, msg_key, ciphertext): one copy, the
-    plaintext, which the returned body views. Raises Refused on any failed check."""
-    view = memoryview(packet)
-    if len(view) < 24 + 32 + 12 or (len(view) - 24) % 16:
+                 ige_decrypt: Callable[[memoryview, bytes, bytes], bytes],
+                 wanted: Callable[[bytes], bool] | None = None) -> Message | None:
+    """Decrypt and check one server packet (auth_key_id, msg_key, ciphertext), given whole
+    or as Pieces whose ciphertext after the first 24 bytes splits on AES blocks. Each piece is
+    decrypted on its own (IGE chains on: the next IV is the last ciphertext block, then the
+    last plaintext block) into a plaintext piece the returned body views, and a ciphertext
+    piece of Pieces is let go of once decrypted. `wanted`, given the first plaintext piece
+    (unchecked), may decline the packet before anything is let go of: None is returned.
+    Raises Refused on any failed check."""
+    frame = as_pieces(packet)
+    buffers, total = frame.buffers, frame.length
+    if total < 24 + 32 + 12 or (total - 24) % 16 or not buffers or len(buffers[0]) < 24 + 32:
         raise Refused("packet too short or not whole AES blocks")
-    if view[:8] != auth_key_id:
+    first = memoryview(buffers[0])
+    if first[:8] != auth_key_id:
         raise Refused("auth_key_id is not this session's")
-    msg_key = bytes(view[8:24])
-    aes_key, aes_iv = kdf(auth_key, msg_key, False)
-    plain = ige_decrypt(view[24:], aes_key, aes_iv)
-    # msg_key is the middle of SHA-256 over auth_key[96:128] and the whole plaintext
-    h = hashlib.sha256(auth_key[96:128])
-    h.update(plain)
+    msg_key = bytes(first[8:24])
+    aes_key, iv = kdf(auth_key, msg_key, False)
+    h = hashlib.sha256(auth_key[96:128])  # msg_key: SHA-256 of this and the whole plaintext
+    plain: list[bytes] = []
+    for i in range(len(buffers)):
+        cipher = first[24:] if i == 0 else memoryview(buffers[i])
+        if len(cipher) % 16:
+            raise Refused("a piece that does not split on AES blocks")
+        out = ige_decrypt(cipher, aes_key, iv)
+        iv = bytes(cipher[-16:]) + out[-16:]
+        if i == 0:
+            first = None
+            if wanted is not None and not wanted(out):
+                return None
+        buffers[i] = cipher = None  # the ciphertext piece goes as soon as it is decrypted
+        h.update(out)
+        plain.append(out)
     if h.digest()[8:24] != msg_key:
         raise Refused("msg_key does not match the plaintext")
-    _salt, sid, msg_id, seq_no, length = _HEAD.unpack_from(plain)
+    _salt, sid, msg_id, seq_no, length = _HEAD.unpack_from(plain[0])
     if sid != session_id:
         raise Refused("session_id is not this session's")
-    padding = len(plain) - 32 - length
+    padding = total - 24 - 32 - length
     if length < 0 or length % 4 or not 12 <= padding <= 1024:
         raise Refused("message length or padding out of bounds")
     if msg_id % 2 == 0:
         raise Refused("a server's msg_id is odd")
-    return Message(msg_id, seq_no, memoryview(plain)[32:32 + length])
+    return Message(msg_id, seq_no, Pieces(plain).slice(32, 32 + length))
+
+
+def looks_like_file_answer(plain: bytes) -> bool:
+    """The start of a plaintext (unchecked) holds rpc_result -> upload.file / cdnFile."""
+    return (len(plain) >= 48 and _U32.unpack_from(plain, 32)[0] == RPC_RESULT
+            and _U32.unpack_from(plain, 44)[0] in (UPLOAD_FILE, UPLOAD_CDN_FILE))
 
 
 class FileAnswer(NamedTuple):
-    """rpc_result -> upload.file / upload.cdnFile, the bytes a view into the plaintext."""
+    """rpc_result -> upload.file / upload.cdnFile, the bytes views into the plaintext."""
 
     req_msg_id: int
     constructor: int  # UPLOAD_FILE or UPLOAD_CDN_FILE
     file_type: int  # upload.file's storage.FileType constructor (0 for a CDN file)
     mtime: int
-    data: memoryview
+    data: Pieces
 
 
-def _tl_bytes(body: memoryview, at: int) -> tuple[memoryview, int]:
-    """A TL `bytes` at `at`: (its view, where the next field starts); ValueError if cut."""
-    first = body[at]
+def file_answer(body: Pieces) -> FileAnswer | None:
+    """The body of one message, if it is exactly rpc_result carrying upload.file or
+    upload.cdnFile; None for anything else (containers, gzip_packed, rpc_error, ...)."""
+    head = body.head(28)
+    if len(head) < 20 or _U32.unpack_from(head)[0] != RPC_RESULT:
+        return None
+    req_msg_id = _Q64.unpack_from(head, 4)[0]
+    kind = _U32.unpack_from(head, 12)[0]
+    file_type = mtime = 0
+    if kind == UPLOAD_FILE and len(head) >= 28:
+        file_type = _U32.unpack_from(head, 16)[0]
+        mtime = _I32.unpack_from(head, 20)[0]
+        at = 24
+    elif kind == UPLOAD_CDN_FILE:
+        at = 16
+    else:
+        return None
+    first = head[at]  # a TL `bytes`: a length byte, or 254 and three bytes of length
     if first <= 253:
         start, n = at + 1, first
     else:
-        start, n = at + 4, int.from_bytes(body[at + 1:at + 4], "little")
+        start, n = at + 4, int.from_bytes(head[at + 1:at + 4], "little")
     end = start + n
-    nxt = end + (-(end - at) % 4)
-    if nxt > len(body):
-        raise ValueError("bytes run past the message")
-    return body[start:end], nxt
-
-
-def file_answer(body: memoryview) -> FileAnswer | None:
-    """The body of one message, if it is exactly rpc_result carrying upload.file or
-    upload.cdnFile; None for anything else (containers, gzip_packed, rpc_error, ...)."""
-    if len(body) < 16 or _U32.unpack_from(body)[0] != RPC_RESULT:
-        return None
-    req_msg_id = _Q64.unpack_from(body, 4)[0]
-    kind = _U32.unpack_from(body, 12)[0]
-    try:
-        if kind == UPLOAD_FILE and len(body) >= 25:
-            file_type = _U32.unpack_from(body, 16)[0]
-            mtime = _I32.unpack_from(body, 20)[0]
-            data, end = _tl_bytes(body, 24)
-        elif kind == UPLOAD_CDN_FILE and len(body) >= 17:
-            file_type, mtime = 0, 0
-            data, end = _tl_bytes(body, 16)
-        else:
-            return None
-    except ValueError:
-        return None
-    if end != len(body):
+    if end + (-(end - at) % 4) != len(body):
         return None  # not the whole message: let the full parser decide
-    return FileAnswer(req_msg_id, kind, file_type, mtime, data)
+    return FileAnswer(req_msg_id, kind, file_type, mtime, body.slice(start, end))
 
 
 class AbridgedFrames(asyncio.BufferedProtocol):
     """Frames of the abridged TCP transport (core.telegram.org/mtproto/mtproto-transports),
-    read by the socket into their own buffer: a large frame costs no copy in user space.
+    read by the socket straight into their buffers: a large frame costs no copy in user space.
 
     Installed on a connected transport in place of its asyncio StreamReaderProtocol, which
     keeps getting what a writer needs (pause/resume_writing for drain, connection_lost, eof).
-    Small frames and headers land in a staging buffer; a frame larger than SMALL gets a
-    bytearray of its exact length. Reading pauses while `max_queued` frames wait for recv().
+    Small frames and headers land in a staging buffer, as bytes; a frame larger than SMALL is
+    read into pieces laid out for open_message (the first 24 bytes plus PIECE, then PIECE
+    each) and handed over as Pieces. Once `max_large` large frames are read and not yet
+    `release()`d, reading pauses (one more may be half read) and the rest waits in the
+    kernel's socket buffer: what a connection holds is bounded however many parts are in
+    flight.
     """
 
     STAGE = 64 * 1024
     SMALL = 16 * 1024
 
     def __init__(self, inner: asyncio.BaseProtocol, transport: asyncio.Transport,
-                 max_queued: int = 8, leftover: bytes = b""):
+                 max_large: int = 2, leftover: bytes = b""):
         self._inner = inner
         self._transport = transport
         self._stage = bytearray(self.STAGE)
         self._view = memoryview(self._stage)
         self._start = self._end = 0
-        self._body: bytearray | None = None
-        self._body_view: memoryview | None = None
-        self._got = 0
+        self._pieces: list[bytearray] | None = None  # the large frame being read
+        self._piece: memoryview | None = None
+        self._got = 0  # bytes in the current piece
+        self._left = 0  # bytes of the large frame still to come
         self._frames: collections.deque = collections.deque()
         self._waiter: asyncio.Future | None = None
         self._closed = False
         self._paused = False
-        self._max_queued = max_queued
+        self._large = 0
+        self._max_large = max_large
         self.last_byte = time.monotonic()
         if leftover:
             self._feed(leftover)
 
     # asyncio.BufferedProtocol ------------------------------------------------------------
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self._body is not None:
-            return self._body_view[self._got:]
+        if self._pieces is not None:
+            return self._piece[self._got:]
         return self._view[self._end:]
 
     def buffer_updated(self, nbytes: int) -> None:
         self.last_byte = time.monotonic()
-        if self._body is not None:
-            self._got += nbytes
-            if self._got == len(self._body):
-                body, self._body, self._body_view = self._body, None, None
-                self._push(body)
+        if self._pieces is not None:
+            self._large_bytes(nbytes)
             return
         self._end += nbytes
         self._parse()
@@ -191,24 +276,29 @@ class AbridgedFrames(asyncio.BufferedProtocol):
         self._inner.resume_writing()
 
     # the reader's side -------------------------------------------------------------------
-    async def recv(self, idle_timeout: float) -> bytearray | bytes | None:
-        """The next frame; None once the connection is closed, or when no byte came for
-        `idle_timeout` seconds (a dead peer: the library's transport gives up the same way)."""
+    async def recv(self, idle_timeout: float):
+        """The next frame (bytes, or Pieces for a large one); None once the connection is
+        closed, or when no byte came for `idle_timeout` seconds while reading (a dead peer:
+        the library's transport gives up the same way)."""
         while not self._frames:
             if self._closed:
                 return None
-            if time.monotonic() - self.last_byte >= idle_timeout:
+            if not self._paused and time.monotonic() - self.last_byte >= idle_timeout:
                 return None
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await asyncio.wait({self._waiter}, timeout=idle_timeout)
             finally:
                 self._waiter = None
-        frame = self._frames.popleft()
-        if self._paused and len(self._frames) <= self._max_queued // 2 and not self._closed:
+        return self._frames.popleft()
+
+    def release(self) -> None:
+        """A large frame handed out by recv() is done with (decrypted, or dropped)."""
+        self._large -= 1
+        if self._paused and self._large < self._max_large and not self._closed:
             self._paused = False
+            self.last_byte = time.monotonic()  # the idle clock runs only while reading
             self._transport.resume_reading()
-        return frame
 
     # parsing -----------------------------------------------------------------------------
     def _feed(self, data: bytes) -> None:
@@ -237,18 +327,24 @@ class AbridgedFrames(asyncio.BufferedProtocol):
                 words = first
             length = words * 4
             at = self._start + head
+            if length > self.SMALL:  # read into pieces, by the socket from here on
+                have = min(self._end - at, length)
+                self._start_large(length)
+                self._start = at
+                while have:  # what the stage holds of it already
+                    n = min(have, len(self._piece) - self._got)
+                    self._piece[self._got:self._got + n] = self._view[self._start:self._start + n]
+                    self._start += n
+                    have -= n
+                    self._large_bytes(n)
+                if self._pieces is not None:
+                    self._start = self._end = 0  # the rest of the stage was its bytes
+                    return
+                continue
             if avail >= head + length:
                 self._start = at + length
                 self._push(bytes(self._view[at:at + length]))
                 continue
-            if length > self.SMALL:  # its own buffer, filled by the socket from here on
-                have = self._end - at
-                self._body = bytearray(length)
-                self._body_view = memoryview(self._body)
-                self._body_view[:have] = self._view[at:self._end]
-                self._got = have
-                self._start = self._end = 0
-                return
             break
         # a partial header or small frame waits at the front of the stage
         rest = self._end - self._start
@@ -256,12 +352,37 @@ class AbridgedFrames(asyncio.BufferedProtocol):
             stage[:rest] = stage[self._start:self._end]  # a copy first: the two may overlap
         self._start, self._end = 0, rest
 
+    def _large_bytes(self, n: int) -> None:
+        self._got += n
+        self._left -= n
+        if self._got == len(self._piece):
+            self._next_piece()
+
+    def _start_large(self, length: int) -> None:
+        self._pieces = []
+        self._left = length
+        self._new_piece(min(length, 24 + PIECE))
+
+    def _new_piece(self, size: int) -> None:
+        piece = bytearray(size)
+        self._pieces.append(piece)
+        self._piece = memoryview(piece)
+        self._got = 0
+
+    def _next_piece(self) -> None:
+        if self._left:
+            self._new_piece(min(self._left, PIECE))
+            return
+        frame, self._pieces, self._piece = Pieces(self._pieces), None, None
+        self._large += 1
+        if self._large >= self._max_large and not self._paused and not self._closed:
+            self._paused = True
+            self._transport.pause_reading()
+        self._push(frame)
+
     def _push(self, frame) -> None:
         self._frames.append(frame)
         self._wake()
-        if not self._paused and len(self._frames) >= self._max_queued and not self._closed:
-            self._paused = True
-            self._transport.pause_reading()
 
     def _close(self) -> None:
         self._closed = True
