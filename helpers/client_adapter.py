@@ -475,11 +475,12 @@ def lean_receive_counts() -> dict[str, int]:
     return dict(_lean_counts)
 
 
-def _open_file_answer(packet, session_id: bytes, auth_key: bytes, auth_key_id: bytes):
+def _open_file_answer(packet, session_id: bytes, auth_key: bytes, auth_key_id: bytes,
+                      recycle):
     """On the connection's crypto thread: the checked message and its file answer, or None
     when the packet is something else (the library then unpacks it again, rare)."""
     message = wire.open_message(packet, session_id, auth_key, auth_key_id, aes.ige256_decrypt,
-                                wire.looks_like_file_answer)
+                                wire.looks_like_file_answer, recycle)
     answer = None if message is None else wire.file_answer(message.body)
     if answer is None or (answer.constructor == wire.UPLOAD_FILE
                           and answer.file_type not in _FILE_TYPES):
@@ -544,7 +545,7 @@ class LeanMediaSession(Session):
         try:
             found = await self.client.loop.run_in_executor(
                 self.connection.protocol.crypto_executor, _open_file_answer, packet,
-                self.session_id, self.auth_key, self.auth_key_id)
+                self.session_id, self.auth_key, self.auth_key_id, frames.recycle)
             if found is None:
                 packet = bytes(packet)
         except wire.Refused as e:  # as the library's unpack: the packet is dropped

@@ -120,13 +120,15 @@ def kdf(auth_key: bytes, msg_key: bytes, outgoing: bool) -> tuple[bytes, bytes]:
 
 def open_message(packet, session_id: bytes, auth_key: bytes, auth_key_id: bytes,
                  ige_decrypt: Callable[[memoryview, bytes, bytes], bytes],
-                 wanted: Callable[[bytes], bool] | None = None) -> Message | None:
+                 wanted: Callable[[bytes], bool] | None = None,
+                 recycle: Callable[[bytearray], None] | None = None) -> Message | None:
     """Decrypt and check one server packet (auth_key_id, msg_key, ciphertext), given whole
     or as Pieces whose ciphertext after the first 24 bytes splits on AES blocks. Each piece is
     decrypted on its own (IGE chains on: the next IV is the last ciphertext block, then the
     last plaintext block) into a plaintext piece the returned body views, and a ciphertext
     piece of Pieces is let go of once decrypted. `wanted`, given the first plaintext piece
     (unchecked), may decline the packet before anything is let go of: None is returned.
+    `recycle` gets each decrypted ciphertext piece's buffer (Pieces of memoryviews) for reuse.
     Raises Refused on any failed check."""
     frame = as_pieces(packet)
     buffers, total = frame.buffers, frame.length
@@ -149,6 +151,8 @@ def open_message(packet, session_id: bytes, auth_key: bytes, auth_key_id: bytes,
             first = None
             if wanted is not None and not wanted(out):
                 return None
+        if recycle is not None and isinstance(buffers[i], memoryview):
+            recycle(buffers[i].obj)
         buffers[i] = cipher = None  # the ciphertext piece goes as soon as it is decrypted
         h.update(out)
         plain.append(out)
@@ -225,6 +229,8 @@ class AbridgedFrames(asyncio.BufferedProtocol):
 
     STAGE = 64 * 1024
     SMALL = 16 * 1024
+    SPARES = 20  # piece buffers kept for reuse: two frames of 1 MiB
+    SPARE_IDLE_S = 2.0  # no frame for this long: the spares are let go of
 
     def __init__(self, inner: asyncio.BaseProtocol, transport: asyncio.Transport,
                  max_large: int = 2, leftover: bytes = b""):
@@ -243,6 +249,7 @@ class AbridgedFrames(asyncio.BufferedProtocol):
         self._paused = False
         self._large = 0
         self._max_large = max_large
+        self._spare: list[bytearray] = []  # decrypted pieces' buffers, for the next frames
         self.last_byte = time.monotonic()
         if leftover:
             self._feed(leftover)
@@ -286,11 +293,20 @@ class AbridgedFrames(asyncio.BufferedProtocol):
             if not self._paused and time.monotonic() - self.last_byte >= idle_timeout:
                 return None
             self._waiter = asyncio.get_running_loop().create_future()
+            wait = min(idle_timeout, self.SPARE_IDLE_S) if self._spare else idle_timeout
             try:
-                await asyncio.wait({self._waiter}, timeout=idle_timeout)
+                done, _ = await asyncio.wait({self._waiter}, timeout=wait)
             finally:
                 self._waiter = None
+            if not done:
+                self._spare.clear()  # quiet: the spare buffers go back to the allocator
         return self._frames.popleft()
+
+    def recycle(self, buffer: bytearray) -> None:
+        """A piece's buffer that is done with (its ciphertext decrypted): the next large frame
+        is read into it, which spares a fresh zero-filled allocation (and its page faults)."""
+        if len(self._spare) < self.SPARES and not self._closed and len(buffer) == PIECE + 24:
+            self._spare.append(buffer)
 
     def release(self) -> None:
         """A large frame handed out by recv() is done with (decrypted, or dropped)."""
@@ -364,9 +380,9 @@ class AbridgedFrames(asyncio.BufferedProtocol):
         self._new_piece(min(length, 24 + PIECE))
 
     def _new_piece(self, size: int) -> None:
-        piece = bytearray(size)
-        self._pieces.append(piece)
-        self._piece = memoryview(piece)
+        buffer = self._spare.pop() if self._spare else bytearray(PIECE + 24)
+        self._piece = memoryview(buffer)[:size]
+        self._pieces.append(self._piece)
         self._got = 0
 
     def _next_piece(self) -> None:
@@ -386,6 +402,7 @@ class AbridgedFrames(asyncio.BufferedProtocol):
 
     def _close(self) -> None:
         self._closed = True
+        self._spare.clear()
         self._wake()
 
     def _wake(self) -> None:
