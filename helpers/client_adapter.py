@@ -19,8 +19,9 @@ What the library offers no public way to do, and the product needs (kurigram 2.2
 - the TL objects' type names and fields (``QUALNAME``, ``__slots__``), for log redaction.
 
 - the transfer path: pooled media connections, one request sent on a chosen connection
-  without the library's copies, watching that connection, a CDN DC's key and its RSA key
-  (see the section "the transfer path" below).
+  without the library's copies, file parts received without them, watching that connection,
+  a CDN DC's key and its RSA key (see the sections "the transfer path" and "the receive
+  path" below).
 """
 
 from __future__ import annotations
@@ -293,13 +294,14 @@ def tl_fields(obj: Any) -> Iterable[Any]:
 # here, and tests/unit/test_client_adapter_contract_transfer.py pins exactly what it relies on, so an
 # upgrade that renames one of them fails that test instead of a transfer in production.
 #
-# Public API is used where it exists: a pooled media connection is
-# `Client.get_session(dc, is_media=True, temporary=True, export_authorization=False)`, which
-# shares the key of the client's own session for that DC (authorized there once, by the
+# A pooled media connection is what `Client.get_session(dc, is_media=True, temporary=True,
+# export_authorization=False)` makes, but of our Session subclass (LeanMediaSession, below):
+# it shares the key of the client's own session for that DC (authorized there once, by the
 # library's single auth.exportAuthorization / importAuthorization; an authorization belongs to
 # the key, not the connection: core.telegram.org/api/datacenter), and exports nothing itself.
 # What has no public form: sending one request on a chosen connection without the library's
-# copies (`send`), watching that connection, making a CDN DC's key, trusting a CDN's RSA key.
+# copies (`send`), receiving file parts without them (LeanMediaSession), watching that
+# connection, making a CDN DC's key, trusting a CDN's RSA key.
 
 ctr256_decrypt = aes.ctr256_decrypt  # AES-256-CTR as the library runs it (tgcrypto)
 

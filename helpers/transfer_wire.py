@@ -229,7 +229,7 @@ class AbridgedFrames(asyncio.BufferedProtocol):
 
     STAGE = 64 * 1024
     SMALL = 16 * 1024
-    SPARES = 20  # piece buffers kept for reuse: two frames of 1 MiB
+    SPARES = 10  # piece buffers kept for reuse: one frame of 1 MiB
     SPARE_IDLE_S = 2.0  # no frame for this long: the spares are let go of
 
     def __init__(self, inner: asyncio.BaseProtocol, transport: asyncio.Transport,
