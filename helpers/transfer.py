@@ -639,9 +639,10 @@ class Transfers:
 
 
 def _allocate(fd: int, size: int) -> None:
-    """Reserve the file's blocks at once: a full disk fails the download before it starts,
-    and writing into allocated blocks costs the kernel far less than filling a sparse file
-    (ext4: 0.16 against 1.3 ms of system CPU per MB). Sparse where the filesystem cannot."""
+    """Reserve the file's blocks at once: a full disk fails the download before it starts
+    instead of after hours, and writing into reserved blocks costs the kernel a little less
+    than filling holes (ext4, measured interleaved: 0.17-0.23 against 0.27-0.33 ms of system
+    CPU per MB). Sparse where the filesystem cannot."""
     try:
         os.posix_fallocate(fd, 0, size)
     except OSError as e:
