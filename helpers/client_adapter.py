@@ -550,8 +550,11 @@ class LeanMediaSession(Session):
                 self.session_id, self.auth_key, self.auth_key_id, frames.recycle)
             if found is None:
                 packet = bytes(packet)
-        except wire.Refused as e:  # as the library's unpack: the packet is dropped
-            raise errors.SecurityCheckMismatch(f"Check failed: {e}") from None
+        except wire.Refused as e:
+            # as the library's unpack does (it raises into the void): the packet is dropped,
+            # never parsed; its request gets no answer and the part is fetched elsewhere
+            log.warning("Discarding packet: %s", e)
+            return
         finally:
             frames.release()  # its ciphertext is gone (or copied): the next may be read
         if found is None:
