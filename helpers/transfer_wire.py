@@ -233,7 +233,7 @@ class AbridgedFrames(asyncio.BufferedProtocol):
     SPARE_IDLE_S = 2.0  # no frame for this long: the spares are let go of
 
     def __init__(self, inner: asyncio.BaseProtocol, transport: asyncio.Transport,
-                 max_large: int = 2, leftover: bytes = b""):
+                 max_large: int = 1, leftover: bytes = b""):
         self._inner = inner
         self._transport = transport
         self._stage = bytearray(self.STAGE)
