@@ -3,11 +3,12 @@
 The library assembles each 1 MiB frame by repeated concatenation of ~64 KiB reads (quadratic
 copying), then decrypts and parses it with five more copies of the payload; under a pinned
 mmap threshold (helpers/allocator.py) every copy is a fresh mapping with 256 page faults.
-Here a frame is read from the socket straight into its own buffer (`AbridgedFrames`), decrypted
-once, checked as MTProto 2.0 demands (`open_message`: core.telegram.org/mtproto/description and
-/security_guidelines: auth_key_id, msg_key = SHA-256 of the plaintext, session_id, length,
-12..1024 bytes of padding, odd msg_id), and a lone rpc_result carrying upload.file or
-upload.cdnFile is parsed to a view into the plaintext (`file_answer`), written to disk from there.
+Here a frame is read from the socket straight into heap-sized pieces (`AbridgedFrames`),
+decrypted once, piece by piece, and checked as MTProto 2.0 demands (`open_message`:
+core.telegram.org/mtproto/description and /security_guidelines: auth_key_id, msg_key =
+SHA-256 of the plaintext, session_id, length, 12..1024 bytes of padding, odd msg_id); a lone
+rpc_result carrying upload.file or upload.cdnFile is parsed to views into the plaintext
+(`file_answer`), written to disk from there (`write_at`).
 
 Knows nothing of the client library: helpers/client_adapter.py wires it into a media session
 and hands everything else to the library.
@@ -222,8 +223,7 @@ class AbridgedFrames(asyncio.BufferedProtocol):
     Small frames and headers land in a staging buffer, as bytes; a frame larger than SMALL is
     read into pieces laid out for open_message (the first 24 bytes plus PIECE, then PIECE
     each) and handed over as Pieces. Once `max_large` large frames are read and not yet
-    `release()`d, reading pauses (one more may be half read) and the rest waits in the
-    kernel's socket buffer: what a connection holds is bounded however many parts are in
+    `release()`d, reading pauses and the rest waits in the kernel's socket buffer: what a connection holds is bounded however many parts are in
     flight.
     """
 
