@@ -19,30 +19,40 @@ What the library offers no public way to do, and the product needs (kurigram 2.2
 - the TL objects' type names and fields (``QUALNAME``, ``__slots__``), for log redaction.
 
 - the transfer path: pooled media connections, one request sent on a chosen connection
-  without the library's copies, watching that connection, a CDN DC's key and its RSA key
-  (see the section "the transfer path" below).
+  without the library's copies, file parts received without them, watching that connection,
+  a CDN DC's key and its RSA key (see the sections "the transfer path" and "the receive
+  path" below).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import hashlib
+import logging
 import os
 import struct
 import time
 import weakref
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from pyrogram import Client, errors, raw, utils
+from pyrogram.connection.transport import TCP, TCPAbridged
 from pyrogram.crypto import aes, mtproto, rsa
 from pyrogram.file_id import FileId, FileType
 from pyrogram.session import Auth, Session
+from pyrogram.session.session import AuthKeyNotFound
 from pyrogram.session.session import Result as _Result
 from pyrogram.storage import SQLiteStorage, UpdateState
 from pyrogram.storage.sqlite_storage import get_input_peer
+
+from helpers import transfer_wire as wire
+
+log = logging.getLogger(__name__)
 
 # connections ------------------------------------------------------------------------------
 
@@ -285,13 +295,14 @@ def tl_fields(obj: Any) -> Iterable[Any]:
 # here, and tests/unit/test_client_adapter_contract_transfer.py pins exactly what it relies on, so an
 # upgrade that renames one of them fails that test instead of a transfer in production.
 #
-# Public API is used where it exists: a pooled media connection is
-# `Client.get_session(dc, is_media=True, temporary=True, export_authorization=False)`, which
-# shares the key of the client's own session for that DC (authorized there once, by the
+# A pooled media connection is what `Client.get_session(dc, is_media=True, temporary=True,
+# export_authorization=False)` makes, but of our Session subclass (LeanMediaSession, below):
+# it shares the key of the client's own session for that DC (authorized there once, by the
 # library's single auth.exportAuthorization / importAuthorization; an authorization belongs to
 # the key, not the connection: core.telegram.org/api/datacenter), and exports nothing itself.
 # What has no public form: sending one request on a chosen connection without the library's
-# copies (`send`), watching that connection, making a CDN DC's key, trusting a CDN's RSA key.
+# copies (`send`), receiving file parts without them (LeanMediaSession), watching that
+# connection, making a CDN DC's key, trusting a CDN's RSA key.
 
 ctr256_decrypt = aes.ctr256_decrypt  # AES-256-CTR as the library runs it (tgcrypto)
 
@@ -326,7 +337,7 @@ async def open_media_session(client, dc_id: int, address: str, port: int) -> Ses
             raise type(flood)(max(1, int(until - time.monotonic() + 0.999)),
                               "auth.ExportAuthorization")
         try:
-            await client.get_session(dc_id)  # cached by the library after the first call
+            home = await client.get_session(dc_id)  # cached by the library after the first call
         except Exception as e:
             # the library caches that session before it exports, and keeps it when the
             # export fails: unauthorized, every later media session would share a dead key
@@ -338,9 +349,12 @@ async def open_media_session(client, dc_id: int, address: str, port: int) -> Ses
             if isinstance(e, (errors.FloodWait, errors.FloodPremiumWait)):
                 floods[dc_id] = (time.monotonic() + float(e.value or 0), e)
             raise
-    return await client.get_session(dc_id, is_media=True, temporary=True,
-                                    export_authorization=False, server_address=address,
-                                    port=port)
+    # what get_session(dc_id, is_media=True, temporary=True, export_authorization=False)
+    # makes, of our class: the home session's key, started, not cached by the library
+    session = LeanMediaSession(client, dc_id, address, port, home.auth_key,
+                               await client.storage.test_mode(), is_media=True)
+    await session.start()
+    return session
 
 
 async def open_cdn_session(client, dc_id: int, address: str, port: int, test_mode: bool,
@@ -350,8 +364,8 @@ async def open_cdn_session(client, dc_id: int, address: str, port: int, test_mod
     the key to reuse for the next connection."""
     if key is None:
         key = await Auth(client, dc_id, address, port, test_mode).create()
-    return Session(client, dc_id, address, port, key, test_mode, is_media=True,
-                   is_cdn=True), key
+    return LeanMediaSession(client, dc_id, address, port, key, test_mode, is_media=True,
+                            is_cdn=True), key
 
 
 def connection_of(session: Session):
@@ -440,6 +454,187 @@ async def send(session: Session, query, timeout: float, on_sent: Callable[[], No
     if isinstance(value, raw.types.BadMsgNotification):
         raise Broken(f"bad message notification {value.error_code}")
     return value
+
+
+# the receive path of our media sessions --------------------------------------------------
+# The library reads each frame by concatenating ~64 KiB reads and unpacks it with about five
+# copies of the payload (crypto/mtproto.py unpack); a 1 MiB part costs more CPU in copies and
+# page faults than in its cryptography. Our pooled media and CDN sessions read frames into
+# their own buffer (transfer_wire.AbridgedFrames) and open a large packet with one copy
+# (transfer_wire.open_message); a lone rpc_result -> upload.file / upload.cdnFile is answered
+# from a view into that plaintext. Every other packet, and every packet of a connection that
+# is not plain abridged TCP (an MTProxy, fake TLS, a WEB proxy), goes the library's way.
+# The message bookkeeping after the checks (server time, acks, stored msg_ids, the slot in
+# `results`) is the library's Session.handle_packet for one message, kept in step with it by
+# tests/unit/test_client_adapter_contract_transfer.py.
+
+_FILE_TYPES = {cls.ID: cls for cls in vars(raw.types.storage).values()
+               if isinstance(cls, type) and hasattr(cls, "ID")}
+_lean_counts = {"parts": 0, "library": 0}
+# One thread decrypts the large answers of all our media sessions, not one per connection as
+# the library does: the plaintexts then come from one malloc arena, not one per connection
+# (each holding its freed parts), and fewer threads contend for the GIL. One thread opens
+# about 150 MB/s, more than the links and CPUs this runs on.
+_decrypter: ThreadPoolExecutor | None = None
+
+
+def _decrypt_thread() -> ThreadPoolExecutor:
+    global _decrypter
+    if _decrypter is None:
+        _decrypter = ThreadPoolExecutor(1, thread_name_prefix="transfer-decrypt")
+    return _decrypter
+
+
+def lean_receive_counts() -> dict[str, int]:
+    """Large packets our media sessions answered from their own path / left to the library."""
+    return dict(_lean_counts)
+
+
+def _open_file_answer(packet, session_id: bytes, auth_key: bytes, auth_key_id: bytes,
+                      recycle):
+    """On the decrypting thread: the checked message and its file answer, or None
+    when the packet is something else (the library then unpacks it again, rare)."""
+    message = wire.open_message(packet, session_id, auth_key, auth_key_id, aes.ige256_decrypt,
+                                wire.looks_like_file_answer, recycle)
+    answer = None if message is None else wire.file_answer(message.body)
+    if answer is None or (answer.constructor == wire.UPLOAD_FILE
+                          and answer.file_type not in _FILE_TYPES):
+        return None
+    return message, answer
+
+
+def _lean_frames(connection) -> wire.AbridgedFrames | None:
+    """Put our frame reader on a plain abridged TCP connection; None for anything else."""
+    transport_obj = getattr(connection, "protocol", None)
+    if (type(transport_obj) is not TCPAbridged or transport_obj._encrypt is not None
+            or transport_obj._records is not None or transport_obj._web_carrier is not None
+            or transport_obj.writer is None or transport_obj.reader is None):
+        return None
+    transport = transport_obj.writer.transport
+    if transport is None or transport.is_closing() or not hasattr(transport, "set_protocol"):
+        return None
+    buffered = transport_obj.reader._buffer  # asyncio's: bytes that came before us, if any
+    leftover = bytes(buffered)
+    buffered.clear()
+    frames = wire.AbridgedFrames(transport.get_protocol(), transport, leftover=leftover)
+    transport.set_protocol(frames)
+    return frames
+
+
+class LeanMediaSession(Session):
+    """A media (or CDN) session whose file answers skip the library's copies; see above."""
+
+    async def recv_worker(self):
+        frames = _lean_frames(self.connection)
+        if frames is None:
+            return await super().recv_worker()
+        while True:
+            packet = await frames.recv(TCP.TIMEOUT)
+            if packet is None or len(packet) == 4:
+                self._transport_failed(packet)
+                break
+            self._create_tracked_task(self._handle_frame(frames, packet))
+            del packet
+
+    async def _handle_frame(self, frames: wire.AbridgedFrames, packet) -> None:
+        if isinstance(packet, wire.Pieces):
+            return await self._handle_large(frames, packet)
+        return await self.handle_packet(packet)  # small: the library's, as it comes
+
+    def _transport_failed(self, packet) -> None:
+        """As the library's recv_worker: a 404 ends the worker with AuthKeyNotFound, any
+        other transport error, a closed or silent connection restarts a started session."""
+        if packet:
+            code = -int.from_bytes(packet, "little", signed=True)
+            if code == 404:
+                raise AuthKeyNotFound("Auth key not found in the system")
+            log.warning("Server sent transport error: %s", code)
+        if self.is_started.is_set():
+            log.info("Restarting media session: %s", "transport error" if packet
+                     else "connection closed or silent")
+            self.client.loop.create_task(self.restart())
+
+    async def _handle_large(self, frames: wire.AbridgedFrames, packet: wire.Pieces) -> None:
+        """A large frame: decrypted and checked in pieces on the decrypting thread;
+        a file answer is handled here, anything else is the library's to unpack again."""
+        try:
+            found = await self.client.loop.run_in_executor(
+                _decrypt_thread(), _open_file_answer, packet,
+                self.session_id, self.auth_key, self.auth_key_id, frames.recycle)
+            if found is None:
+                packet = bytes(packet)
+        except wire.Refused as e:
+            # as the library's unpack does (it raises into the void): the packet is dropped,
+            # never parsed; its request gets no answer and the part is fetched elsewhere
+            log.warning("Discarding packet: %s", e)
+            return
+        finally:
+            frames.release()  # its ciphertext is gone (or copied): the next may be read
+        if found is None:
+            _lean_counts["library"] += 1
+            return await self.handle_packet(packet)
+        del packet
+        _lean_counts["parts"] += 1
+        message, answer = found
+        if not await self._admit(message.msg_id, message.seq_no):
+            return
+        slot = self.results.get(answer.req_msg_id)
+        if slot is not None:
+            if answer.constructor == wire.UPLOAD_CDN_FILE:
+                slot.value = raw.types.upload.CdnFile(bytes=bytes(answer.data))  # decrypted whole
+            else:
+                slot.value = raw.types.upload.File(type=_FILE_TYPES[answer.file_type](),
+                                                   mtime=answer.mtime, bytes=answer.data)
+            slot.event.set()
+        if len(self.pending_acks) >= self.ACKS_THRESHOLD:
+            try:
+                await self.send(raw.types.MsgsAck(msg_ids=list(self.pending_acks)), False)
+            except OSError:
+                pass
+            else:
+                self.pending_acks.clear()
+
+    async def _admit(self, msg_id: int, seq_no: int) -> bool:
+        """The library's checks of one received message (server time, ack, msg_id seen
+        before, too old or in the future); False when it is to be ignored."""
+        if seq_no == 0:
+            self.client._set_server_time(msg_id)
+        if seq_no % 2:
+            if msg_id in self.pending_acks:
+                return False
+            self.pending_acks.add(msg_id)
+        stored = self.stored_msg_ids
+        try:
+            if len(stored) > Session.STORED_MSG_IDS_MAX_SIZE:
+                del stored[:Session.STORED_MSG_IDS_MAX_SIZE // 2]
+            if msg_id in self.recent_msg_ids:
+                self.recent_msg_ids.remove(msg_id)
+                raise errors.SecurityCheckMismatch(
+                    "The msg_id is belong to most recent closed connection.")
+            if stored:
+                if msg_id < stored[0]:
+                    raise errors.SecurityCheckMismatch(
+                        "The msg_id is lower than all the stored values")
+                at = bisect.bisect_left(stored, msg_id)
+                if at < len(stored) and stored[at] == msg_id:
+                    raise errors.SecurityCheckMismatch(
+                        "The msg_id is equal to any of the stored values")
+                diff = (msg_id - await self.msg_factory.allocate_message_identity()) / 2**32
+                if diff > 30:
+                    raise errors.SecurityCheckMismatch(
+                        "The msg_id belongs to over 30 seconds in the future.")
+                if diff < -300:
+                    raise errors.SecurityCheckMismatch(
+                        "The msg_id belongs to over 300 seconds in the past.")
+                self.ignore_count = 0
+        except errors.SecurityCheckMismatch as e:
+            log.info("Discarding packet: %s", e)
+            self.ignore_count += 1
+            if self.ignore_count >= self.MAX_CONSECUTIVE_IGNORED:
+                self.client.loop.create_task(self.restart())
+            return False
+        bisect.insort(stored, msg_id)
+        return True
 
 
 # files, ids and the client's own DC ------------------------------------------------------

@@ -10,6 +10,7 @@ import time
 import pytest
 from pyrogram import raw
 
+from helpers import client_adapter as adapter
 from helpers.transfer import MIB, Transfers, remove_partial, sidecar_path
 from harness.botenv import wait_until
 from harness.files import file_digest, write_random
@@ -52,6 +53,7 @@ async def test_boundary_sizes_round_trip_byte_identical(clients, phone, tmp_path
     one_mb = Transfers(part_size=MIB)
     sizes = [1, 4095, PART - 1, PART, PART + 1, 512 * 1024 - 1, 512 * 1024 + 1, MIB - 1, MIB,
              MIB + 1, 3 * MIB + 12345, 10 * MIB - 1, 10 * MIB + 1]
+    lean = adapter.lean_receive_counts()
     try:
         for size in sizes:
             src, msg = await _upload(transfers, user, tmp_path, f"s{size}.bin", size)
@@ -65,6 +67,9 @@ async def test_boundary_sizes_round_trip_byte_identical(clients, phone, tmp_path
                 assert seen[-1] == (size, size) and not os.path.exists(sidecar_path(dst))
                 os.remove(dst)
             os.remove(src)
+        # the large answers came the lean way (helpers/transfer_wire.py), none the library's
+        now = adapter.lean_receive_counts()
+        assert now["parts"] > lean["parts"] and now["library"] == lean["library"]
     finally:
         await one_mb.close()
 

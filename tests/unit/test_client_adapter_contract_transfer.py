@@ -6,6 +6,7 @@ transfer in production. Each check names the adapter function that needs it.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import re
 
@@ -28,12 +29,18 @@ def _assigned(cls) -> set[str]:
     return set(re.findall(r"self\.(\w+)\s*(?::[^=\n]+)?=", inspect.getsource(cls.__init__)))
 
 
-def test_open_media_session_uses_the_public_get_session():
+def test_open_media_session_makes_what_get_session_makes():
     params = _params(pyrogram.Client.get_session)
     for name in ("dc_id", "is_media", "export_authorization", "server_address", "port",
                  "temporary"):
         assert name in params, name
     assert inspect.iscoroutinefunction(pyrogram.Client.get_session)
+    # a media session of our class, as get_session(is_media=True, temporary=True) makes one:
+    # the key of the client's own session for that DC, the storage's test mode, started
+    source = inspect.getsource(pyrogram.Client.get_session)
+    assert "auth_key = (await self.get_session(dc_id)).auth_key" in source
+    assert "await session.start()" in source and "is_media=is_media" in source
+    assert "test_mode" in source
     # a foreign DC's session the library caches there even when its export failed
     assert "sessions" in _assigned(pyrogram.Client)
     assert "sessions[dc_id] = session" in inspect.getsource(pyrogram.Client.get_session)
@@ -82,6 +89,82 @@ def test_the_adapter_is_the_only_transfer_module_touching_internals():
                          r"auth_key_id|session_id|crypto_executor|server_public_keys|"
                          r"is_started)\b")
     for name in ("transfer.py", "transfer_budget.py", "transfer_pool.py",
-                 "transfer_resume.py", "transfer_retry.py", "cdn.py", "file_reference.py"):
+                 "transfer_resume.py", "transfer_retry.py", "transfer_wire.py", "cdn.py",
+                 "file_reference.py"):
         text = (root / name).read_text()
         assert not private.search(text), (name, private.search(text).group(0))
+
+
+# the receive path of our media sessions (adapter.LeanMediaSession) ---------------------------
+
+# The library's methods the lean receive path stands in for, as read when it was written: its
+# bookkeeping after the checks (server time, acks, stored msg_ids, results) is theirs for one
+# message. A change here means re-reading them and bringing LeanMediaSession in step.
+_READ = {
+    "handle_packet": "fc55f4b1d71bb7b9",
+    "recv_worker": "e7676196d9fa218f",
+}
+
+
+def _digest(fn) -> str:
+    return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:16]
+
+
+def test_the_library_code_the_lean_path_mirrors_is_unchanged():
+    for name, digest in _READ.items():
+        assert _digest(getattr(Session, name)) == digest, (
+            f"Session.{name} changed: re-read it against adapter.LeanMediaSession")
+    assert issubclass(adapter.LeanMediaSession, Session)
+    for name in ("recv_worker", "handle_packet", "restart", "send"):
+        assert inspect.iscoroutinefunction(getattr(Session, name)), name
+    assert _params(Session.send) == ["self", "data", "wait_response", "timeout"]
+    assert callable(Session._create_tracked_task)
+    assert _params(Session._create_tracked_task) == ["self", "coroutine"]
+
+
+def test_the_session_state_the_lean_path_keeps():
+    attrs = _assigned(Session)
+    for name in ("pending_acks", "stored_msg_ids", "recent_msg_ids", "ignore_count",
+                 "results", "session_id", "auth_key", "auth_key_id", "connection", "client",
+                 "msg_factory", "is_started"):
+        assert name in attrs, name
+    for name in ("STORED_MSG_IDS_MAX_SIZE", "ACKS_THRESHOLD", "MAX_CONSECUTIVE_IGNORED"):
+        assert isinstance(getattr(Session, name), int), name
+    assert _params(pyrogram.Client._set_server_time) == ["self", "msg_id"]
+    assert issubclass(session_module.AuthKeyNotFound, Exception)
+    source = inspect.getsource(Session.handle_packet)
+    # what it answers a request with: the rpc_result's result, in the request's slot
+    assert 'getattr(msg.body, "result", msg.body)' in source
+
+
+def test_the_transport_the_lean_frames_replace():
+    from pyrogram.connection.transport import TCP, TCPAbridged
+    attrs = _assigned(TCP)
+    for name in ("reader", "writer", "_encrypt", "_records", "_web_carrier", "proxy"):
+        assert name in attrs, name
+    assert isinstance(TCP.TIMEOUT, (int, float))
+    # abridged framing: a length byte, or 0x7f and three bytes, counted in 4-byte words
+    source = inspect.getsource(TCPAbridged.recv)
+    assert 'b"\\x7f"' in source and "* 4" in source
+    assert inspect.signature(pyrogram.Client.__init__).parameters[
+        "protocol_factory"].default is TCPAbridged
+    # asyncio: a socket transport swaps in a BufferedProtocol; a StreamReader buffers in _buffer
+    from asyncio import selector_events, streams
+    assert "BufferedProtocol" in inspect.getsource(
+        selector_events._SelectorSocketTransport.set_protocol)
+    assert "_buffer" in _assigned(streams.StreamReader)
+
+
+def test_the_answers_the_lean_path_builds():
+    from pyrogram import raw
+
+    from helpers import transfer_wire as wire
+    assert raw.types.upload.File.ID == wire.UPLOAD_FILE
+    assert raw.types.upload.CdnFile.ID == wire.UPLOAD_CDN_FILE
+    assert raw.types.RpcResult.ID == wire.RPC_RESULT
+    assert _params(raw.types.upload.File.__init__) == ["self", "type", "mtime", "bytes"]
+    assert _params(raw.types.upload.CdnFile.__init__) == ["self", "bytes"]
+    # every storage.FileType is a bare constructor, made with no arguments
+    types = adapter._FILE_TYPES
+    assert len(types) >= 10
+    assert all(_params(cls.__init__) == ["self"] for cls in types.values())
