@@ -37,12 +37,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pyrogram import Client, errors, raw, utils
+from pyrogram.connection.transport import TCPAbridged, TCPIntermediate
 from pyrogram.crypto import aes, mtproto, rsa
 from pyrogram.file_id import FileId, FileType
 from pyrogram.session import Auth, Session
 from pyrogram.session.session import Result as _Result
 from pyrogram.storage import SQLiteStorage, UpdateState
 from pyrogram.storage.sqlite_storage import get_input_peer
+
+from helpers import transfer_frames as frames
 
 # connections ------------------------------------------------------------------------------
 
@@ -382,12 +385,13 @@ def add_server_key(fingerprint: int, n: int, e: int) -> bool:
 _HEADER = struct.Struct("<q8sqii")  # salt, session_id, msg_id, seq_no, length (mtproto/description)
 
 
-def pack(body: bytes, msg_id: int, seq_no: int, salt: int, session_id: bytes,
-         auth_key: bytes, auth_key_id: bytes) -> bytes:
+def pack_parts(body: bytes, msg_id: int, seq_no: int, salt: int, session_id: bytes,
+               auth_key: bytes, auth_key_id: bytes) -> tuple[bytes, bytes]:
     """An encrypted MTProto 2.0 message (core.telegram.org/mtproto/description) around a
-    serialized body, as the library's mtproto.pack makes it but with one copy of the payload
-    instead of about eight (it serializes the body twice and concatenates it four times):
-    the hash is fed in pieces, the plain text joined once."""
+    serialized body, as (auth_key_id + msg_key, ciphertext): as the library's mtproto.pack
+    makes it but with one copy of the payload instead of about eight (it serializes the body
+    twice and concatenates it four times): the hash is fed in pieces, the plain text joined
+    once, and the two pieces go to the socket as they are (`_write_packet`)."""
     header = _HEADER.pack(salt, session_id, msg_id, seq_no, len(body))
     padding = os.urandom(-(len(header) + len(body) + 12) % 16 + 12)
     h = hashlib.sha256(auth_key[88:120])
@@ -397,7 +401,61 @@ def pack(body: bytes, msg_id: int, seq_no: int, salt: int, session_id: bytes,
     msg_key = h.digest()[8:24]
     aes_key, aes_iv = mtproto.kdf(auth_key, msg_key, True)
     plain = b"".join((header, body, padding))
-    return auth_key_id + msg_key + aes.ige256_encrypt(plain, aes_key, aes_iv)
+    return auth_key_id + msg_key, aes.ige256_encrypt(plain, aes_key, aes_iv)
+
+
+def pack(body: bytes, msg_id: int, seq_no: int, salt: int, session_id: bytes,
+         auth_key: bytes, auth_key_id: bytes) -> bytes:
+    """`pack_parts` as one packet."""
+    return b"".join(pack_parts(body, msg_id, seq_no, salt, session_id, auth_key, auth_key_id))
+
+
+_plain_buffers = frames.Buffers(keep=4)  # one per crypto thread busy at once is enough
+
+
+def pack_part(part: frames.FilePart, msg_id: int, seq_no: int, salt: int,
+              session_id: bytes, auth_key: bytes, auth_key_id: bytes) -> tuple[bytes, bytes]:
+    """An upload part's encrypted message, as `pack_parts` gives it, built from the file
+    (helpers/transfer_frames.py): the part is read from disk into a reused plain-text buffer
+    and encrypted from there, so the ciphertext is the only new 512 KiB."""
+    buf = _plain_buffers.take()
+    try:
+        n = frames.build_plain(buf, part, salt, session_id, msg_id, seq_no)
+        with memoryview(buf) as whole, whole[:n] as plain:
+            msg_key = frames.msg_key(auth_key, plain)
+            aes_key, aes_iv = mtproto.kdf(auth_key, msg_key, True)
+            cipher = aes.ige256_encrypt(plain, aes_key, aes_iv)
+    finally:
+        _plain_buffers.give(buf)
+    return auth_key_id + msg_key, cipher
+
+
+# the plain (unobfuscated, unproxied) framings whose length prefix we write ourselves
+_PREFIXES = {TCPAbridged: frames.abridged_prefix, TCPIntermediate: frames.intermediate_prefix}
+
+
+async def _write_packet(connection, head: bytes, body: bytes) -> None:
+    """One packet (head + body) on the connection's socket. The transport's own send joins
+    its length prefix to the packet, one more copy of a 512 KiB part; on a plain abridged or
+    intermediate TCP transport the three pieces are written as they are, under the
+    transport's lock (one packet at a time, as its send does). Anything else (obfuscation,
+    a proxy, another framing) goes through the transport's send."""
+    protocol = connection.protocol
+    prefix = _PREFIXES.get(type(protocol))
+    if (prefix is None or protocol._encrypt is not None or protocol._records is not None
+            or protocol._web_carrier is not None or not protocol.marker_event.is_set()):
+        await connection.send(head + body)
+        return
+    async with protocol.lock:
+        writer = protocol.writer
+        if writer is None or writer.is_closing():
+            raise Broken("connection closed")
+        try:
+            writer.write(prefix(len(head) + len(body)) + head)
+            writer.write(body)
+            await writer.drain()
+        except OSError as e:
+            raise Broken(f"send failed: {e!r}") from e
 
 
 async def send(session: Session, query, timeout: float, on_sent: Callable[[], None]):
@@ -405,7 +463,9 @@ async def send(session: Session, query, timeout: float, on_sent: Callable[[], No
     and its encrypted copy referenced until the answer comes (two copies of every upload
     part in flight, for a whole round trip), it serializes the request twice and copies it
     several times more, and a cancelled call leaves its slot in `session.results`, where a
-    late 1 MB answer would then stay for the session's life.
+    late 1 MB answer would then stay for the session's life. `query` is a TL request, or an
+    upload part still on disk (transfer_frames.FilePart), read and encrypted on the
+    connection's crypto thread.
     Raises the RPC error, Resend (new salt), Broken, or TimeoutError."""
     connection = session.connection
     if connection is None:
@@ -413,18 +473,20 @@ async def send(session: Session, query, timeout: float, on_sent: Callable[[], No
     factory = session.msg_factory
     msg_id = await factory.allocate_message_identity()
     seq_no = await factory.allocate_message_sequence(True)  # file requests are content
-    kind = type(query)
-    body = query.write()
+    if isinstance(query, frames.FilePart):
+        kind, build, what = query.kind, pack_part, query
+    else:
+        kind, build, what = type(query), pack_parts, query.write()
     del query
     slot = _Result()
     session.results[msg_id] = slot
     try:
-        payload = await asyncio.get_running_loop().run_in_executor(
-            connection.protocol.crypto_executor, pack, body, msg_id, seq_no, session.salt,
+        head, cipher = await asyncio.get_running_loop().run_in_executor(
+            connection.protocol.crypto_executor, build, what, msg_id, seq_no, session.salt,
             session.session_id, session.auth_key, session.auth_key_id)
-        del body
-        await connection.send(payload)
-        del payload
+        del what
+        await _write_packet(connection, head, cipher)
+        del cipher
         on_sent()
         await asyncio.wait_for(slot.event.wait(), timeout)
     except asyncio.TimeoutError:

@@ -53,6 +53,7 @@ from helpers.transfer_budget import (
     Budgets,
     plan,
 )
+from helpers.transfer_frames import FilePart, PartSource
 from helpers.transfer_pool import Job as _Job
 from helpers.transfer_pool import Pools
 from helpers.transfer_resume import (
@@ -274,11 +275,11 @@ class Transfers:
         big = size > BIG_FILE
         file_id = adapter.next_random_id(client)
         dc_id = await adapter.home_dc(client)
-        fd = os.open(path, os.O_RDONLY)
+        source = PartSource(path)
         try:
             md5 = ""
             if not big:  # small files carry an md5 the server checks; cheap at <= 10 MB
-                md5 = await self._disk(_md5_of_fd, fd, size)
+                md5 = await self._disk(_md5_of_source, source, size)
             todo = deque(range(parts))
             inflight, _ = self._plan(parts, self.upload_inflight, UPLOAD_PART)
             async with contextlib.AsyncExitStack() as stack:
@@ -291,13 +292,13 @@ class Transfers:
                 async def worker() -> None:
                     while todo:
                         i = todo.popleft()
-                        await self._put_part(job, fd, file_id, i, parts, big, size)
+                        await self._put_part(job, source, file_id, i, parts, big, size)
                         counter[0] += min(UPLOAD_PART, size - i * UPLOAD_PART)
                         await _call_progress(progress, counter[0], size)
 
                 await self._run(job, [worker for _ in range(min(inflight, parts))])
         finally:
-            self._close_fd(fd)
+            source.close()  # once the last read of a part in progress is over
         if big:
             return raw.types.InputFileBig(id=file_id, parts=parts, name=name)
         return raw.types.InputFile(id=file_id, parts=parts, name=name, md5_checksum=md5)
@@ -534,18 +535,15 @@ class Transfers:
             return data
         raise errors.CDNFileHashMismatch()
 
-    async def _put_part(self, job: _Job, fd: int, file_id: int, i: int, parts: int,
+    async def _put_part(self, job: _Job, source: PartSource, file_id: int, i: int, parts: int,
                         big: bool, size: int) -> None:
-        """One part of an upload, read from disk on each attempt: the request is the only
-        holder of its bytes, and it lets go of them once they are encrypted."""
+        """One part of an upload. The request is a description (transfer_frames.FilePart):
+        its bytes are read from disk on each attempt straight into the buffer it is
+        encrypted in, on the connection's crypto thread, and let go once encrypted."""
         n = min(UPLOAD_PART, size - i * UPLOAD_PART)
 
         async def query():
-            data = await self._read(fd, n, i * UPLOAD_PART)
-            if big:
-                return raw.functions.upload.SaveBigFilePart(
-                    file_id=file_id, file_part=i, file_total_parts=parts, bytes=data)
-            return raw.functions.upload.SaveFilePart(file_id=file_id, file_part=i, bytes=data)
+            return FilePart(source, file_id, i, parts, big, i * UPLOAD_PART, n)
 
         def check(r) -> None:
             if r is not True:
@@ -563,15 +561,14 @@ class Transfers:
             query, check, what, refresh, self.PART_RETRIES)
 
     async def _resend_part(self, client, path: str, file, part: int) -> None:
-        size = os.path.getsize(path)
         big = isinstance(file, raw.types.InputFileBig)
         job = _Job(client, await adapter.home_dc(client), 1)
-        fd = os.open(path, os.O_RDONLY)
+        source = PartSource(path)
         try:
-            await self._run(job, [lambda: self._put_part(job, fd, file.id, part, file.parts,
-                                                         big, size)])
+            await self._run(job, [lambda: self._put_part(job, source, file.id, part,
+                                                         file.parts, big, source.size)])
         finally:
-            self._close_fd(fd)
+            source.close()
 
     def _flood(self, job: _Job, e: Exception, floods: int) -> None:
         """A 420 on a part: every part of that client and DC waits it out together (those in
@@ -643,13 +640,14 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         offset += n
 
 
-def _md5_of_fd(fd: int, size: int) -> str:
+def _md5_of_source(source: PartSource, size: int) -> str:
     h = hashlib.md5()
     offset = 0
-    while offset < size:
-        chunk = os.pread(fd, MIB, offset)
-        if not chunk:
-            break
-        h.update(chunk)
-        offset += len(chunk)
+    with source.reading() as fd:
+        while offset < size:
+            chunk = os.pread(fd, MIB, offset)
+            if not chunk:
+                break
+            h.update(chunk)
+            offset += len(chunk)
     return h.hexdigest()
