@@ -465,7 +465,7 @@ async def send(session: Session, query, timeout: float, on_sent: Callable[[], No
     several times more, and a cancelled call leaves its slot in `session.results`, where a
     late 1 MB answer would then stay for the session's life. `query` is a TL request, or an
     upload part still on disk (transfer_frames.FilePart), read and encrypted on the
-    connection's crypto thread.
+    connection's crypto thread; its `admit`, if any, is awaited before it goes on the wire.
     Raises the RPC error, Resend (new salt), Broken, or TimeoutError."""
     connection = session.connection
     if connection is None:
@@ -473,8 +473,9 @@ async def send(session: Session, query, timeout: float, on_sent: Callable[[], No
     factory = session.msg_factory
     msg_id = await factory.allocate_message_identity()
     seq_no = await factory.allocate_message_sequence(True)  # file requests are content
+    admit = None
     if isinstance(query, frames.FilePart):
-        kind, build, what = query.kind, pack_part, query
+        kind, build, what, admit = query.kind, pack_part, query, query.admit
     else:
         kind, build, what = type(query), pack_parts, query.write()
     del query
@@ -485,6 +486,8 @@ async def send(session: Session, query, timeout: float, on_sent: Callable[[], No
             connection.protocol.crypto_executor, build, what, msg_id, seq_no, session.salt,
             session.session_id, session.auth_key, session.auth_key_id)
         del what
+        if admit is not None:
+            await admit()
         await _write_packet(connection, head, cipher)
         del cipher
         on_sent()

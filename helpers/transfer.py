@@ -49,10 +49,12 @@ from helpers.transfer_budget import (
     DOWNLOAD_PART,
     KB,
     MIB,
+    REQUESTS_PER_CONNECTION,
     UPLOAD_PART,
     Budgets,
     plan,
 )
+from helpers.transfer_budget import UPLOAD_REQUESTS_PER_CONNECTION as UPLOAD_PER_CONNECTION
 from helpers.transfer_frames import FilePart, PartSource
 from helpers.transfer_pool import Job as _Job
 from helpers.transfer_pool import Pools
@@ -127,7 +129,7 @@ class Transfers:
     CLOSE_WAIT_S = 1.5  # how long a cancelled transfer waits for its connections to close
 
     def __init__(self, *, part_size: int = DOWNLOAD_PART, max_inflight: int = 12,
-                 max_connections: int = 4, upload_inflight: int = 12, reserve=None,
+                 max_connections: int = 4, upload_inflight: int = 15, reserve=None,
                  idle_close_s: float = 300.0, account_inflight: int = 12, big_files: int = 2):
         if not (4 * KB <= part_size <= MIB and MIB % part_size == 0):
             raise ValueError("part_size must be a power of two between 4 KB and 1 MB "
@@ -281,11 +283,13 @@ class Transfers:
             if not big:  # small files carry an md5 the server checks; cheap at <= 10 MB
                 md5 = await self._disk(_md5_of_source, source, size)
             todo = deque(range(parts))
-            inflight, _ = self._plan(parts, self.upload_inflight, UPLOAD_PART)
+            inflight, _ = self._plan(parts, self.upload_inflight,
+                                     per_connection=UPLOAD_PER_CONNECTION)
             async with contextlib.AsyncExitStack() as stack:
                 await self._big_slot(stack, client, dc_id, size)
                 inflight = await self._reserve(stack, f"upload {name}", inflight, UPLOAD_PART)
-                inflight, connections = self._plan(inflight, inflight, UPLOAD_PART)
+                inflight, connections = self._plan(inflight, inflight,
+                                                   per_connection=UPLOAD_PER_CONNECTION)
                 job = _Job(client, dc_id, connections)
                 counter = [0]
 
@@ -357,8 +361,9 @@ class Transfers:
             self._io = None
 
     # planning and memory -----------------------------------------------------------------
-    def _plan(self, parts: int, max_inflight: int, part: int = 0) -> tuple[int, int]:
-        return plan(parts, max_inflight, self.max_connections)
+    def _plan(self, parts: int, max_inflight: int, part: int = 0,
+              per_connection: int = REQUESTS_PER_CONNECTION) -> tuple[int, int]:
+        return plan(parts, max_inflight, self.max_connections, per_connection)
 
     async def _big_slot(self, stack: contextlib.AsyncExitStack, client, dc_id: int,
                         size: int) -> None:
@@ -549,15 +554,16 @@ class Transfers:
             if r is not True:
                 raise _Broken(f"upload part {i} not saved")
 
-        await self._with_retries(job, query, check, f"upload part {i}")
+        await self._with_retries(job, query, check, f"upload part {i}", late=True)
 
-    async def _with_retries(self, job: _Job, query, check, what: str, refresh=None):
-        """A part under the one policy (helpers/transfer_retry.py)."""
+    async def _with_retries(self, job: _Job, query, check, what: str, refresh=None,
+                            late: bool = False):
+        """A part under the one policy (helpers/transfer_retry.py); `late`: see _invoke."""
         def migrate(dc: int) -> None:
             job.dc_id = dc
 
         return await retry.with_retries(
-            lambda q: self._invoke(job, q), lambda e, n: self._flood(job, e, n), migrate,
+            lambda q: self._invoke(job, q, late), lambda e, n: self._flood(job, e, n), migrate,
             query, check, what, refresh, self.PART_RETRIES)
 
     async def _resend_part(self, client, path: str, file, part: int) -> None:
@@ -582,17 +588,37 @@ class Transfers:
         pool = self._pools.get(job.client, job.dc_id, job.cdn)
         pool.flood_until = max(pool.flood_until, time.monotonic() + wait)
 
-    async def _invoke(self, job: _Job, make_query: Callable[[], Awaitable[Any]]):
+    async def _invoke(self, job: _Job, make_query: Callable[[], Awaitable[Any]],
+                      late: bool = False):
         """One request, once the FloodWait pause of its client and DC is over and the
-        account's window has room; a 420 or a dropped connection shrinks that window."""
+        account's window has room; a 420 or a dropped connection shrinks that window.
+
+        `late` (upload parts): the window is taken once the part is read and encrypted,
+        just before it goes on the wire, so it counts what Telegram can have in flight
+        (sent, not answered), not parts still on our side; those are bounded apart, by the
+        connection's slots for built requests (transfer_pool.Conn.unsent)."""
         pool = self._pools.get(job.client, job.dc_id, job.cdn)
         while (delay := pool.flood_until - time.monotonic()) > 0:
             await asyncio.sleep(delay)
         window = self.budgets.window(job.client)
-        await window.acquire()
+        held = False
+
+        async def admit() -> None:
+            nonlocal held
+            await window.acquire()
+            held = True
+
+        async def query():
+            q = await make_query()
+            q.admit = admit  # a FilePart: awaited by the adapter before the wire
+            return q
+
+        if not late:
+            await admit()
         ok = False
         try:
-            result = await self._pools.invoke(job, make_query, self.PART_TIMEOUT_S)
+            result = await self._pools.invoke(job, query if late else make_query,
+                                              self.PART_TIMEOUT_S)
             ok = True
             return result
         except floodwait.FAMILY as e:
@@ -603,7 +629,8 @@ class Transfers:
                            else "no answer")
             raise
         finally:
-            window.release(ok)
+            if held:
+                window.release(ok)
 
     # downloads of unknown size -----------------------------------------------------------
     async def _download_sequential(self, client, dc_id: int, loc: RefreshedLocation, path: str,

@@ -99,7 +99,7 @@ class FilePart:
     """One upload.saveBigFilePart (big) or upload.saveFilePart request, described: its bytes
     stay on disk until the request is built (`build_plain`), on the thread that encrypts it."""
 
-    __slots__ = ("source", "file_id", "part", "total", "big", "offset", "size")
+    __slots__ = ("admit", "big", "file_id", "offset", "part", "size", "source", "total")
 
     def __init__(self, source: PartSource, file_id: int, part: int, total: int, big: bool,
                  offset: int, size: int):
@@ -112,6 +112,9 @@ class FilePart:
         self.big = big
         self.offset = offset
         self.size = size
+        # awaited once the part is encrypted, before it goes on the wire: the account's
+        # window of requests in flight (helpers/transfer.py), None for none
+        self.admit = None
 
     @property
     def kind(self) -> type:
