@@ -410,52 +410,88 @@ def pack(body: bytes, msg_id: int, seq_no: int, salt: int, session_id: bytes,
     return b"".join(pack_parts(body, msg_id, seq_no, salt, session_id, auth_key, auth_key_id))
 
 
-_plain_buffers = frames.Buffers(keep=4)  # one per crypto thread busy at once is enough
+# packets being built or waiting for the wire: two per connection (transfer_pool's slots)
+_packet_buffers = frames.Buffers(keep=8)
+
+
+class Packet(NamedTuple):
+    """An upload part's packet, `buf[PLAIN_AT - 24:PLAIN_AT + length]` (auth_key_id, msg_key,
+    ciphertext), with room for the transport's length before it."""
+
+    buf: bytearray
+    length: int  # from auth_key_id to the end of the ciphertext
 
 
 def pack_part(part: frames.FilePart, msg_id: int, seq_no: int, salt: int,
-              session_id: bytes, auth_key: bytes, auth_key_id: bytes) -> tuple[bytes, bytes]:
-    """An upload part's encrypted message, as `pack_parts` gives it, built from the file
-    (helpers/transfer_frames.py): the part is read from disk into a reused plain-text buffer
-    and encrypted from there, so the ciphertext is the only new 512 KiB."""
-    buf = _plain_buffers.take()
+              session_id: bytes, auth_key: bytes, auth_key_id: bytes) -> Packet:
+    """An upload part's encrypted message, built from the file in one reused buffer
+    (helpers/transfer_frames.py): read from disk into its place, hashed, encrypted in place;
+    no new 512 KiB anywhere."""
+    buf = _packet_buffers.take()
     try:
-        n = frames.build_plain(buf, part, salt, session_id, msg_id, seq_no)
-        with memoryview(buf) as whole, whole[:n] as plain:
+        n = frames.build_plain(buf, part, salt, session_id, msg_id, seq_no, frames.PLAIN_AT)
+        with memoryview(buf) as whole, whole[frames.PLAIN_AT:frames.PLAIN_AT + n] as plain:
             msg_key = frames.msg_key(auth_key, plain)
             aes_key, aes_iv = mtproto.kdf(auth_key, msg_key, True)
-            cipher = aes.ige256_encrypt(plain, aes_key, aes_iv)
-    finally:
-        _plain_buffers.give(buf)
-    return auth_key_id + msg_key, cipher
+            frames.ige_in_place(plain, lambda data, iv: aes.ige256_encrypt(data, aes_key, iv),
+                                aes_iv)
+            whole[frames.PLAIN_AT - 24:frames.PLAIN_AT] = auth_key_id + msg_key
+    except BaseException:
+        _packet_buffers.give(buf)
+        raise
+    return Packet(buf, n + 24)
 
 
 # the plain (unobfuscated, unproxied) framings whose length prefix we write ourselves
 _PREFIXES = {TCPAbridged: frames.abridged_prefix, TCPIntermediate: frames.intermediate_prefix}
 
 
-async def _write_packet(connection, head: bytes, body: bytes) -> None:
-    """One packet (head + body) on the connection's socket. The transport's own send joins
-    its length prefix to the packet, one more copy of a 512 KiB part; on a plain abridged or
-    intermediate TCP transport the three pieces are written as they are, under the
-    transport's lock (one packet at a time, as its send does). Anything else (obfuscation,
-    a proxy, another framing) goes through the transport's send."""
+async def _write_packet(connection, packet: Packet | tuple[bytes, bytes]) -> None:
+    """One packet on the connection's socket. The transport's own send joins its length
+    prefix to the packet, one more copy of a 512 KiB part; on a plain abridged or
+    intermediate TCP transport the packet is written as it lies, under the transport's lock
+    (one packet at a time, as its send does), and an upload part's buffer goes back for the
+    next part once the socket took it all. Anything else (obfuscation, a proxy, another
+    framing) goes through the transport's send."""
     protocol = connection.protocol
     prefix = _PREFIXES.get(type(protocol))
+    if isinstance(packet, Packet):
+        buf, start = packet.buf, frames.PLAIN_AT - 24
+        length = packet.length
+    else:
+        buf, start, length = None, 0, len(packet[0]) + len(packet[1])
     if (prefix is None or protocol._encrypt is not None or protocol._records is not None
             or protocol._web_carrier is not None or not protocol.marker_event.is_set()):
-        await connection.send(head + body)
+        if buf is None:
+            await connection.send(packet[0] + packet[1])
+        else:
+            data = bytes(buf[start:start + length])
+            _packet_buffers.give(buf)
+            await connection.send(data)
         return
-    async with protocol.lock:
-        writer = protocol.writer
-        if writer is None or writer.is_closing():
-            raise Broken("connection closed")
-        try:
-            writer.write(prefix(len(head) + len(body)) + head)
-            writer.write(body)
-            await writer.drain()
-        except OSError as e:
-            raise Broken(f"send failed: {e!r}") from e
+    reuse = False
+    try:
+        async with protocol.lock:
+            writer = protocol.writer
+            if writer is None or writer.is_closing():
+                raise Broken("connection closed")
+            length_prefix = prefix(length)
+            try:
+                if buf is None:
+                    writer.write(length_prefix + packet[0])
+                    writer.write(packet[1])
+                else:
+                    at = start - len(length_prefix)
+                    buf[at:start] = length_prefix
+                    writer.write(memoryview(buf)[at:start + length])
+                    # all of it in the kernel: nothing refers to the buffer any more
+                    reuse = writer.transport.get_write_buffer_size() == 0
+                await writer.drain()
+            except OSError as e:
+                raise Broken(f"send failed: {e!r}") from e
+    finally:
+        if reuse:
+            _packet_buffers.give(buf)
 
 
 async def send(session: Session, query, timeout: float, on_sent: Callable[[], None]):
@@ -482,14 +518,19 @@ async def send(session: Session, query, timeout: float, on_sent: Callable[[], No
     slot = _Result()
     session.results[msg_id] = slot
     try:
-        head, cipher = await asyncio.get_running_loop().run_in_executor(
+        packet = await asyncio.get_running_loop().run_in_executor(
             connection.protocol.crypto_executor, build, what, msg_id, seq_no, session.salt,
             session.session_id, session.auth_key, session.auth_key_id)
         del what
-        if admit is not None:
-            await admit()
-        await _write_packet(connection, head, cipher)
-        del cipher
+        try:
+            if admit is not None:
+                await admit()
+        except BaseException:
+            if isinstance(packet, Packet):
+                _packet_buffers.give(packet.buf)
+            raise
+        await _write_packet(connection, packet)
+        del packet
         on_sent()
         await asyncio.wait_for(slot.event.wait(), timeout)
     except asyncio.TimeoutError:

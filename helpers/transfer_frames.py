@@ -8,9 +8,14 @@ inside an MTProto 2.0 message's plain text (core.telegram.org/mtproto/descriptio
 
 The library builds that with about eight copies of the part, each a fresh 512 KiB mapping
 (glibc's mmap threshold is pinned: helpers/allocator.py), so each costs page faults as well as
-the copy. Here the part is read from disk into its place in a buffer kept for the next part,
-hashed and encrypted from there: the ciphertext is the only new allocation. The encryption
-itself (AES-256-IGE, the KDF) is the library's, in helpers/client_adapter.py.
+the copy. Here one buffer, kept for the next part, holds the whole packet: the transport's
+length, auth_key_id and msg_key, then the plain text, the part read from disk into its place.
+It is hashed there, then encrypted in place a chunk at a time (AES-256-IGE chains across
+chunks: the next chunk's IV is the last cipher block and the last plain block of the one
+before), each chunk's ciphertext a small heap block copied back over its plain text: no new
+512 KiB mapping at all (measured: 1.6 CPU ms per MB of page faults and unmapping with one
+fresh ciphertext per part). The cipher itself (AES-256-IGE, the KDF) is the library's, in
+helpers/client_adapter.py.
 
 MTProto's rules stay: msg_key is the middle 128 bits of SHA-256(auth_key[88:120] + plain text
 with its padding); the padding is 12 to 1024 random bytes (here 12..27), making the plain
@@ -37,9 +42,13 @@ MESSAGE_HEAD = struct.Struct("<q8sqii")  # salt, session_id, msg_id, seq_no, bod
 _BIG_HEAD = struct.Struct("<Iqii")  # constructor, file_id, file_part, file_total_parts
 _SMALL_HEAD = struct.Struct("<Iqi")  # constructor, file_id, file_part
 MIN_PADDING = 12
-# the largest plain text of one part: message head, TL head, bytes prefix, part, TL and
-# MTProto padding
-CAPACITY = MESSAGE_HEAD.size + _BIG_HEAD.size + 4 + UPLOAD_PART + 3 + MIN_PADDING + 15
+PREFIX_ROOM = 4  # the transport's length (abridged: 1 or 4 bytes, intermediate: 4)
+PLAIN_AT = PREFIX_ROOM + 8 + 16  # then auth_key_id and msg_key, then the plain text
+# a packet of the largest part: prefix, key id, msg_key, message head, TL head, bytes
+# prefix, the part, TL and MTProto padding
+CAPACITY = PLAIN_AT + MESSAGE_HEAD.size + _BIG_HEAD.size + 4 + UPLOAD_PART + 3 + MIN_PADDING + 15
+# below glibc's pinned mmap threshold (128 KiB), so each chunk's ciphertext is a heap block
+ENCRYPT_CHUNK = 64 * 1024
 
 
 class SourceClosed(OSError):
@@ -151,22 +160,35 @@ class FilePart:
 
 
 def build_plain(buf: bytearray, part: FilePart, salt: int, session_id: bytes, msg_id: int,
-                seq_no: int) -> int:
-    """Lay out the MTProto plain text of `part` at the start of `buf`: the message head, the
+                seq_no: int, at: int = 0) -> int:
+    """Lay out the MTProto plain text of `part` in `buf` from `at`: the message head, the
     request, random padding; returns its length (a multiple of 16)."""
     body = part.body_length()
     head = MESSAGE_HEAD.size
     padding = -(head + body + MIN_PADDING) % 16 + MIN_PADDING
     total = head + body + padding
-    if total > len(buf):
-        raise ValueError(f"a buffer of {len(buf)} bytes cannot hold {total}")
-    with memoryview(buf) as view:
+    if at + total > len(buf):
+        raise ValueError(f"a buffer of {len(buf)} bytes cannot hold {total} from {at}")
+    with memoryview(buf) as whole, whole[at:at + total] as view:
         MESSAGE_HEAD.pack_into(view, 0, salt, session_id, msg_id, seq_no, body)
         written = part.write_body(view[head:head + body])
         if written != body:
             raise AssertionError(f"body of {written} bytes, planned {body}")
         view[head + body:total] = os.urandom(padding)
     return total
+
+
+def ige_in_place(view: memoryview, encrypt, iv: bytes, chunk: int = ENCRYPT_CHUNK) -> None:
+    """Encrypt `view` in place with `encrypt(data, iv) -> ciphertext` (AES-256-IGE), `chunk`
+    bytes at a time; the same ciphertext as one call over the whole."""
+    if chunk % 16 or len(view) % 16:
+        raise ValueError("IGE works on whole 16-byte blocks")
+    for start in range(0, len(view), chunk):
+        piece = view[start:start + chunk]
+        last_plain = bytes(piece[-16:])
+        cipher = encrypt(piece, iv)
+        piece[:] = cipher
+        iv = cipher[-16:] + last_plain  # IGE's state: the last cipher and plain blocks
 
 
 def msg_key(auth_key: bytes, plain: memoryview) -> bytes:
@@ -187,7 +209,7 @@ def intermediate_prefix(length: int) -> bytes:
 
 
 class Buffers:
-    """Plain-text buffers for reuse, at most `keep` of them idle: a reused buffer's pages are
+    """Packet buffers for reuse, at most `keep` of them idle: a reused buffer's pages are
     already mapped, so building a part costs no page faults. Thread-safe."""
 
     def __init__(self, keep: int = 4, capacity: int = CAPACITY):

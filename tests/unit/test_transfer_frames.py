@@ -14,6 +14,12 @@ from helpers.transfer_budget import UPLOAD_PART
 from tgsim import crypto
 
 
+def _bytes(packet: adapter.Packet) -> bytes:
+    """The packet pack_part built (auth_key_id, msg_key, ciphertext), out of its buffer."""
+    start = frames.PLAIN_AT - 24
+    return bytes(packet.buf[start:start + packet.length])
+
+
 @pytest.fixture
 def source(tmp_path):
     path = tmp_path / "file.bin"
@@ -32,9 +38,11 @@ def test_a_packed_part_unpacks_to_the_same_request(source, big, part, size):
     key_id = crypto.auth_key_id(auth_key)
     offset = part * UPLOAD_PART
     fp = frames.FilePart(src, 0x1234567890, part, 3, big, offset, size)
-    head, cipher = adapter.pack_part(fp, 0x5F00000000000004, 7, -42, b"S" * 8, auth_key, key_id)
-    assert head[:8] == key_id and len(head) == 24 and len(cipher) % 16 == 0
-    salt, session_id, message = crypto.unpack_client(head + cipher, auth_key)
+    packet = _bytes(adapter.pack_part(fp, 0x5F00000000000004, 7, -42, b"S" * 8, auth_key,
+                                      key_id))
+    head, cipher = packet[:24], packet[24:]
+    assert head[:8] == key_id and len(cipher) % 16 == 0
+    salt, session_id, message = crypto.unpack_client(packet, auth_key)
     assert (salt, session_id, message.msg_id, message.seq_no) == (-42, b"S" * 8,
                                                                  0x5F00000000000004, 7)
     expected = (raw.functions.upload.SaveBigFilePart(
@@ -55,10 +63,11 @@ def test_padding_is_random(source):
     buf1, buf2 = bytearray(frames.CAPACITY), bytearray(frames.CAPACITY)
     n1 = frames.build_plain(buf1, fp, 0, b"s" * 8, 4, 1)
     n2 = frames.build_plain(buf2, fp, 0, b"s" * 8, 4, 1)
+    assert n1 <= frames.CAPACITY - frames.PLAIN_AT
     body = 32 + fp.body_length()
     assert n1 == n2 and buf1[:body] == buf2[:body] and buf1[body:n1] != buf2[body:n1]
-    assert adapter.pack_part(fp, 4, 1, 0, b"s" * 8, auth_key, b"k" * 8) != adapter.pack_part(
-        fp, 4, 1, 0, b"s" * 8, auth_key, b"k" * 8)
+    assert _bytes(adapter.pack_part(fp, 4, 1, 0, b"s" * 8, auth_key, b"k" * 8)) != _bytes(
+        adapter.pack_part(fp, 4, 1, 0, b"s" * 8, auth_key, b"k" * 8))
 
 
 def test_pack_parts_is_the_library_message(source):
@@ -69,6 +78,18 @@ def test_pack_parts_is_the_library_message(source):
     head, cipher = adapter.pack_parts(q.write(), 8, 3, 5, b"x" * 8, auth_key, b"k" * 8)
     _, _, message = crypto.unpack_client(head + cipher, auth_key)
     assert message.body.write() == q.write()
+
+
+@pytest.mark.parametrize("size", [16, 4096, frames.ENCRYPT_CHUNK, UPLOAD_PART + 80])
+def test_ige_in_place_is_one_ige_over_the_whole(size):
+    from pyrogram.crypto import aes
+
+    key, iv, data = os.urandom(32), os.urandom(32), os.urandom(size)
+    buf = bytearray(data)
+    frames.ige_in_place(memoryview(buf), lambda d, v: aes.ige256_encrypt(d, key, v), iv,
+                        chunk=4096)
+    assert bytes(buf) == aes.ige256_encrypt(data, key, iv)
+    assert aes.ige256_decrypt(bytes(buf), key, iv) == data
 
 
 def test_a_file_shorter_than_its_part_is_an_error(source):
