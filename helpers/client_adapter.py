@@ -532,8 +532,9 @@ async def send(session: Session, query, timeout: float, on_sent: Callable[[], No
         await _write_packet(connection, packet)
         del packet
         on_sent()
-        await asyncio.wait_for(slot.event.wait(), timeout)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(timeout):  # no task of its own, unlike wait_for
+            await slot.event.wait()
+    except TimeoutError:
         raise TimeoutError(f"no answer in {timeout:.0f} s") from None
     finally:
         session.results.pop(msg_id, None)
