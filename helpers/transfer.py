@@ -13,8 +13,11 @@ helpers/client_adapter.py.
 Parts: 1 MiB downloads (the most upload.getFile gives; offsets are multiples of the part, so
 no request crosses a 1 MiB boundary: core.telegram.org/api/files) and 512 KiB uploads (the
 most save*FilePart takes). Fewer, larger requests cost less CPU per MB and fewer of the
-account's requests. Uploads keep at most one built request per connection waiting for the
-wire; parts awaiting their answer hold no bytes, so K costs round trips, not memory.
+account's requests. An upload part is read from disk straight into the buffer it is encrypted
+and sent from (helpers/transfer_frames.py), at most two per connection at a time; it takes its
+slot in the account's window only then, just before the wire, so the window counts what
+Telegram can have in flight. Parts awaiting their answer hold no bytes, so K costs round
+trips, not memory.
 
 Telegram may answer upload.getFile with upload.fileCdnRedirect even without cdn_supported
 (pyrogram#1265, Telethon#4485): the rest of the file then comes from the CDN DC, decrypted
