@@ -439,9 +439,6 @@ class Transfers:
     async def _write(self, fd: int, data: bytes, offset: int) -> None:
         await self._disk(_pwrite_all, fd, data, offset)
 
-    async def _read(self, fd: int, n: int, offset: int) -> bytes:
-        return await self._disk(os.pread, fd, n, offset)
-
     # parts -------------------------------------------------------------------------------
     async def _get_part(self, job: _Job, loc: RefreshedLocation, offset: int, limit: int,
                         want: int | None) -> bytes:
