@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pyrogram import Client, errors, raw, utils
-from pyrogram.connection.transport import TCP, TCPAbridged
+from pyrogram.connection.transport import TCP, TCPAbridged, TCPIntermediate
 from pyrogram.crypto import aes, mtproto, rsa
 from pyrogram.file_id import FileId, FileType
 from pyrogram.session import Auth, Session
@@ -50,6 +50,7 @@ from pyrogram.session.session import Result as _Result
 from pyrogram.storage import SQLiteStorage, UpdateState
 from pyrogram.storage.sqlite_storage import get_input_peer
 
+from helpers import transfer_frames as frames
 from helpers import transfer_wire as wire
 
 log = logging.getLogger(__name__)
@@ -396,12 +397,13 @@ def add_server_key(fingerprint: int, n: int, e: int) -> bool:
 _HEADER = struct.Struct("<q8sqii")  # salt, session_id, msg_id, seq_no, length (mtproto/description)
 
 
-def pack(body: bytes, msg_id: int, seq_no: int, salt: int, session_id: bytes,
-         auth_key: bytes, auth_key_id: bytes) -> bytes:
+def pack_parts(body: bytes, msg_id: int, seq_no: int, salt: int, session_id: bytes,
+               auth_key: bytes, auth_key_id: bytes) -> tuple[bytes, bytes]:
     """An encrypted MTProto 2.0 message (core.telegram.org/mtproto/description) around a
-    serialized body, as the library's mtproto.pack makes it but with one copy of the payload
-    instead of about eight (it serializes the body twice and concatenates it four times):
-    the hash is fed in pieces, the plain text joined once."""
+    serialized body, as (auth_key_id + msg_key, ciphertext): as the library's mtproto.pack
+    makes it but with one copy of the payload instead of about eight (it serializes the body
+    twice and concatenates it four times): the hash is fed in pieces, the plain text joined
+    once, and the two pieces go to the socket as they are (`_write_packet`)."""
     header = _HEADER.pack(salt, session_id, msg_id, seq_no, len(body))
     padding = os.urandom(-(len(header) + len(body) + 12) % 16 + 12)
     h = hashlib.sha256(auth_key[88:120])
@@ -411,7 +413,97 @@ def pack(body: bytes, msg_id: int, seq_no: int, salt: int, session_id: bytes,
     msg_key = h.digest()[8:24]
     aes_key, aes_iv = mtproto.kdf(auth_key, msg_key, True)
     plain = b"".join((header, body, padding))
-    return auth_key_id + msg_key + aes.ige256_encrypt(plain, aes_key, aes_iv)
+    return auth_key_id + msg_key, aes.ige256_encrypt(plain, aes_key, aes_iv)
+
+
+def pack(body: bytes, msg_id: int, seq_no: int, salt: int, session_id: bytes,
+         auth_key: bytes, auth_key_id: bytes) -> bytes:
+    """`pack_parts` as one packet."""
+    return b"".join(pack_parts(body, msg_id, seq_no, salt, session_id, auth_key, auth_key_id))
+
+
+# packets being built or waiting for the wire: two per connection (transfer_pool's slots)
+_packet_buffers = frames.Buffers(keep=8)
+
+
+class Packet(NamedTuple):
+    """An upload part's packet, `buf[PLAIN_AT - 24:PLAIN_AT + length]` (auth_key_id, msg_key,
+    ciphertext), with room for the transport's length before it."""
+
+    buf: bytearray
+    length: int  # from auth_key_id to the end of the ciphertext
+
+
+def pack_part(part: frames.FilePart, msg_id: int, seq_no: int, salt: int,
+              session_id: bytes, auth_key: bytes, auth_key_id: bytes) -> Packet:
+    """An upload part's encrypted message, built from the file in one reused buffer
+    (helpers/transfer_frames.py): read from disk into its place, hashed, encrypted in place;
+    no new 512 KiB anywhere."""
+    buf = _packet_buffers.take()
+    try:
+        n = frames.build_plain(buf, part, salt, session_id, msg_id, seq_no, frames.PLAIN_AT)
+        with memoryview(buf) as whole, whole[frames.PLAIN_AT:frames.PLAIN_AT + n] as plain:
+            msg_key = frames.msg_key(auth_key, plain)
+            aes_key, aes_iv = mtproto.kdf(auth_key, msg_key, True)
+            frames.ige_in_place(plain, lambda data, iv: aes.ige256_encrypt(data, aes_key, iv),
+                                aes_iv)
+            whole[frames.PLAIN_AT - 24:frames.PLAIN_AT] = auth_key_id + msg_key
+    except BaseException:
+        _packet_buffers.give(buf)
+        raise
+    return Packet(buf, n + 24)
+
+
+# the plain (unobfuscated, unproxied) framings whose length prefix we write ourselves
+_PREFIXES = {TCPAbridged: frames.abridged_prefix, TCPIntermediate: frames.intermediate_prefix}
+
+
+async def _write_packet(connection, packet: Packet | tuple[bytes, bytes]) -> None:
+    """One packet on the connection's socket. The transport's own send joins its length
+    prefix to the packet, one more copy of a 512 KiB part; on a plain abridged or
+    intermediate TCP transport the packet is written as it lies, under the transport's lock
+    (one packet at a time, as its send does), and an upload part's buffer goes back for the
+    next part once the socket took it all. Anything else (obfuscation, a proxy, another
+    framing) goes through the transport's send."""
+    protocol = connection.protocol
+    prefix = _PREFIXES.get(type(protocol))
+    if isinstance(packet, Packet):
+        buf, start = packet.buf, frames.PLAIN_AT - 24
+        length = packet.length
+    else:
+        buf, start, length = None, 0, len(packet[0]) + len(packet[1])
+    if (prefix is None or protocol._encrypt is not None or protocol._records is not None
+            or protocol._web_carrier is not None or not protocol.marker_event.is_set()):
+        if buf is None:
+            await connection.send(packet[0] + packet[1])
+        else:
+            data = bytes(buf[start:start + length])
+            _packet_buffers.give(buf)
+            await connection.send(data)
+        return
+    reuse = False
+    try:
+        async with protocol.lock:
+            writer = protocol.writer
+            if writer is None or writer.is_closing():
+                raise Broken("connection closed")
+            length_prefix = prefix(length)
+            try:
+                if buf is None:
+                    writer.write(length_prefix + packet[0])
+                    writer.write(packet[1])
+                else:
+                    at = start - len(length_prefix)
+                    buf[at:start] = length_prefix
+                    writer.write(memoryview(buf)[at:start + length])
+                    # all of it in the kernel: nothing refers to the buffer any more
+                    reuse = writer.transport.get_write_buffer_size() == 0
+                await writer.drain()
+            except OSError as e:
+                raise Broken(f"send failed: {e!r}") from e
+    finally:
+        if reuse:
+            _packet_buffers.give(buf)
 
 
 async def send(session: Session, query, timeout: float, on_sent: Callable[[], None]):
@@ -419,7 +511,9 @@ async def send(session: Session, query, timeout: float, on_sent: Callable[[], No
     and its encrypted copy referenced until the answer comes (two copies of every upload
     part in flight, for a whole round trip), it serializes the request twice and copies it
     several times more, and a cancelled call leaves its slot in `session.results`, where a
-    late 1 MB answer would then stay for the session's life.
+    late 1 MB answer would then stay for the session's life. `query` is a TL request, or an
+    upload part still on disk (transfer_frames.FilePart), read and encrypted on the
+    connection's crypto thread; its `admit`, if any, is awaited before it goes on the wire.
     Raises the RPC error, Resend (new salt), Broken, or TimeoutError."""
     connection = session.connection
     if connection is None:
@@ -427,21 +521,32 @@ async def send(session: Session, query, timeout: float, on_sent: Callable[[], No
     factory = session.msg_factory
     msg_id = await factory.allocate_message_identity()
     seq_no = await factory.allocate_message_sequence(True)  # file requests are content
-    kind = type(query)
-    body = query.write()
+    admit = None
+    if isinstance(query, frames.FilePart):
+        kind, build, what, admit = query.kind, pack_part, query, query.admit
+    else:
+        kind, build, what = type(query), pack_parts, query.write()
     del query
     slot = _Result()
     session.results[msg_id] = slot
     try:
-        payload = await asyncio.get_running_loop().run_in_executor(
-            connection.protocol.crypto_executor, pack, body, msg_id, seq_no, session.salt,
+        packet = await asyncio.get_running_loop().run_in_executor(
+            connection.protocol.crypto_executor, build, what, msg_id, seq_no, session.salt,
             session.session_id, session.auth_key, session.auth_key_id)
-        del body
-        await connection.send(payload)
-        del payload
+        del what
+        try:
+            if admit is not None:
+                await admit()
+        except BaseException:
+            if isinstance(packet, Packet):
+                _packet_buffers.give(packet.buf)
+            raise
+        await _write_packet(connection, packet)
+        del packet
         on_sent()
-        await asyncio.wait_for(slot.event.wait(), timeout)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(timeout):  # no task of its own, unlike wait_for
+            await slot.event.wait()
+    except TimeoutError:
         raise TimeoutError(f"no answer in {timeout:.0f} s") from None
     finally:
         session.results.pop(msg_id, None)

@@ -13,8 +13,11 @@ helpers/client_adapter.py.
 Parts: 1 MiB downloads (the most upload.getFile gives; offsets are multiples of the part, so
 no request crosses a 1 MiB boundary: core.telegram.org/api/files) and 512 KiB uploads (the
 most save*FilePart takes). Fewer, larger requests cost less CPU per MB and fewer of the
-account's requests. Uploads keep at most one built request per connection waiting for the
-wire; parts awaiting their answer hold no bytes, so K costs round trips, not memory.
+account's requests. An upload part is read from disk straight into the buffer it is encrypted
+and sent from (helpers/transfer_frames.py), at most two per connection at a time; it takes its
+slot in the account's window only then, just before the wire, so the window counts what
+Telegram can have in flight. Parts awaiting their answer hold no bytes, so K costs round
+trips, not memory.
 
 Telegram may answer upload.getFile with upload.fileCdnRedirect even without cdn_supported
 (pyrogram#1265, Telethon#4485): the rest of the file then comes from the CDN DC, decrypted
@@ -50,10 +53,13 @@ from helpers.transfer_budget import (
     DOWNLOAD_PART,
     KB,
     MIB,
+    REQUESTS_PER_CONNECTION,
     UPLOAD_PART,
     Budgets,
     plan,
 )
+from helpers.transfer_budget import UPLOAD_REQUESTS_PER_CONNECTION as UPLOAD_PER_CONNECTION
+from helpers.transfer_frames import FilePart, PartSource
 from helpers.transfer_pool import Job as _Job
 from helpers.transfer_pool import Pools
 from helpers.transfer_resume import (
@@ -276,30 +282,32 @@ class Transfers:
         big = size > BIG_FILE
         file_id = adapter.next_random_id(client)
         dc_id = await adapter.home_dc(client)
-        fd = os.open(path, os.O_RDONLY)
+        source = PartSource(path)
         try:
             md5 = ""
             if not big:  # small files carry an md5 the server checks; cheap at <= 10 MB
-                md5 = await self._disk(_md5_of_fd, fd, size)
+                md5 = await self._disk(_md5_of_source, source, size)
             todo = deque(range(parts))
-            inflight, _ = self._plan(parts, self.upload_inflight, UPLOAD_PART)
+            inflight, _ = self._plan(parts, self.upload_inflight,
+                                     per_connection=UPLOAD_PER_CONNECTION)
             async with contextlib.AsyncExitStack() as stack:
                 await self._big_slot(stack, client, dc_id, size)
                 inflight = await self._reserve(stack, f"upload {name}", inflight, UPLOAD_PART)
-                inflight, connections = self._plan(inflight, inflight, UPLOAD_PART)
+                inflight, connections = self._plan(inflight, inflight,
+                                                   per_connection=UPLOAD_PER_CONNECTION)
                 job = _Job(client, dc_id, connections)
                 counter = [0]
 
                 async def worker() -> None:
                     while todo:
                         i = todo.popleft()
-                        await self._put_part(job, fd, file_id, i, parts, big, size)
+                        await self._put_part(job, source, file_id, i, parts, big, size)
                         counter[0] += min(UPLOAD_PART, size - i * UPLOAD_PART)
                         await _call_progress(progress, counter[0], size)
 
                 await self._run(job, [worker for _ in range(min(inflight, parts))])
         finally:
-            self._close_fd(fd)
+            source.close()  # once the last read of a part in progress is over
         if big:
             return raw.types.InputFileBig(id=file_id, parts=parts, name=name)
         return raw.types.InputFile(id=file_id, parts=parts, name=name, md5_checksum=md5)
@@ -370,8 +378,9 @@ class Transfers:
             self._io = None
 
     # planning and memory -----------------------------------------------------------------
-    def _plan(self, parts: int, max_inflight: int, part: int = 0) -> tuple[int, int]:
-        return plan(parts, max_inflight, self.max_connections)
+    def _plan(self, parts: int, max_inflight: int, part: int = 0,
+              per_connection: int = REQUESTS_PER_CONNECTION) -> tuple[int, int]:
+        return plan(parts, max_inflight, self.max_connections, per_connection)
 
     async def _big_slot(self, stack: contextlib.AsyncExitStack, client, dc_id: int,
                         size: int) -> None:
@@ -443,9 +452,6 @@ class Transfers:
 
     async def _write(self, fd: int, data: bytes, offset: int) -> None:
         await self._disk(write_at, fd, data, offset)  # bytes, or a part's pieces
-
-    async def _read(self, fd: int, n: int, offset: int) -> bytes:
-        return await self._disk(os.pread, fd, n, offset)
 
     # parts -------------------------------------------------------------------------------
     async def _get_part(self, job: _Job, loc: RefreshedLocation, offset: int, limit: int,
@@ -548,44 +554,41 @@ class Transfers:
             return data
         raise errors.CDNFileHashMismatch()
 
-    async def _put_part(self, job: _Job, fd: int, file_id: int, i: int, parts: int,
+    async def _put_part(self, job: _Job, source: PartSource, file_id: int, i: int, parts: int,
                         big: bool, size: int) -> None:
-        """One part of an upload, read from disk on each attempt: the request is the only
-        holder of its bytes, and it lets go of them once they are encrypted."""
+        """One part of an upload. The request is a description (transfer_frames.FilePart):
+        its bytes are read from disk on each attempt straight into the buffer it is
+        encrypted in, on the connection's crypto thread, and let go once encrypted."""
         n = min(UPLOAD_PART, size - i * UPLOAD_PART)
 
         async def query():
-            data = await self._read(fd, n, i * UPLOAD_PART)
-            if big:
-                return raw.functions.upload.SaveBigFilePart(
-                    file_id=file_id, file_part=i, file_total_parts=parts, bytes=data)
-            return raw.functions.upload.SaveFilePart(file_id=file_id, file_part=i, bytes=data)
+            return FilePart(source, file_id, i, parts, big, i * UPLOAD_PART, n)
 
         def check(r) -> None:
             if r is not True:
                 raise _Broken(f"upload part {i} not saved")
 
-        await self._with_retries(job, query, check, f"upload part {i}")
+        await self._with_retries(job, query, check, f"upload part {i}", late=True)
 
-    async def _with_retries(self, job: _Job, query, check, what: str, refresh=None):
-        """A part under the one policy (helpers/transfer_retry.py)."""
+    async def _with_retries(self, job: _Job, query, check, what: str, refresh=None,
+                            late: bool = False):
+        """A part under the one policy (helpers/transfer_retry.py); `late`: see _invoke."""
         def migrate(dc: int) -> None:
             job.dc_id = dc
 
         return await retry.with_retries(
-            lambda q: self._invoke(job, q), lambda e, n: self._flood(job, e, n), migrate,
+            lambda q: self._invoke(job, q, late), lambda e, n: self._flood(job, e, n), migrate,
             query, check, what, refresh, self.PART_RETRIES)
 
     async def _resend_part(self, client, path: str, file, part: int) -> None:
-        size = os.path.getsize(path)
         big = isinstance(file, raw.types.InputFileBig)
         job = _Job(client, await adapter.home_dc(client), 1)
-        fd = os.open(path, os.O_RDONLY)
+        source = PartSource(path)
         try:
-            await self._run(job, [lambda: self._put_part(job, fd, file.id, part, file.parts,
-                                                         big, size)])
+            await self._run(job, [lambda: self._put_part(job, source, file.id, part,
+                                                         file.parts, big, source.size)])
         finally:
-            self._close_fd(fd)
+            source.close()
 
     def _flood(self, job: _Job, e: Exception, floods: int) -> None:
         """A 420 on a part: every part of that client and DC waits it out together (those in
@@ -599,17 +602,37 @@ class Transfers:
         pool = self._pools.get(job.client, job.dc_id, job.cdn)
         pool.flood_until = max(pool.flood_until, time.monotonic() + wait)
 
-    async def _invoke(self, job: _Job, make_query: Callable[[], Awaitable[Any]]):
+    async def _invoke(self, job: _Job, make_query: Callable[[], Awaitable[Any]],
+                      late: bool = False):
         """One request, once the FloodWait pause of its client and DC is over and the
-        account's window has room; a 420 or a dropped connection shrinks that window."""
+        account's window has room; a 420 or a dropped connection shrinks that window.
+
+        `late` (upload parts): the window is taken once the part is read and encrypted,
+        just before it goes on the wire, so it counts what Telegram can have in flight
+        (sent, not answered), not parts still on our side; those are bounded apart, by the
+        connection's slots for built requests (transfer_pool.Conn.unsent)."""
         pool = self._pools.get(job.client, job.dc_id, job.cdn)
         while (delay := pool.flood_until - time.monotonic()) > 0:
             await asyncio.sleep(delay)
         window = self.budgets.window(job.client)
-        await window.acquire()
+        held = False
+
+        async def admit() -> None:
+            nonlocal held
+            await window.acquire()
+            held = True
+
+        async def query():
+            q = await make_query()
+            q.admit = admit  # a FilePart: awaited by the adapter before the wire
+            return q
+
+        if not late:
+            await admit()
         ok = False
         try:
-            result = await self._pools.invoke(job, make_query, self.PART_TIMEOUT_S)
+            result = await self._pools.invoke(job, query if late else make_query,
+                                              self.PART_TIMEOUT_S)
             ok = True
             return result
         except floodwait.FAMILY as e:
@@ -620,7 +643,8 @@ class Transfers:
                            else "no answer")
             raise
         finally:
-            window.release(ok)
+            if held:
+                window.release(ok)
 
     # downloads of unknown size -----------------------------------------------------------
     async def _download_sequential(self, client, dc_id: int, loc: RefreshedLocation, path: str,
@@ -663,13 +687,14 @@ def _allocate(fd: int, size: int) -> None:
         os.ftruncate(fd, size)
 
 
-def _md5_of_fd(fd: int, size: int) -> str:
+def _md5_of_source(source: PartSource, size: int) -> str:
     h = hashlib.md5()
     offset = 0
-    while offset < size:
-        chunk = os.pread(fd, MIB, offset)
-        if not chunk:
-            break
-        h.update(chunk)
-        offset += len(chunk)
+    with source.reading() as fd:
+        while offset < size:
+            chunk = os.pread(fd, MIB, offset)
+            if not chunk:
+                break
+            h.update(chunk)
+            offset += len(chunk)
     return h.hexdigest()

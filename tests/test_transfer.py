@@ -353,3 +353,42 @@ async def test_file_on_another_dc_goes_through_exported_authorization(clients, p
     out = await transfers.download(user, msg, str(tmp_path / "dl" / "far.bin"))
     assert file_digest(out) == file_digest(src)
     assert sim.stats["auth.ImportAuthorization"] > imports
+
+
+async def test_cancel_mid_upload_stops_fast_and_leaves_nothing_open(clients, phone, tmp_path,
+                                                                    sim):
+    """An upload cancelled a third of the way: it ends within 2 s, sends no part after, its
+    connections close, and its file is closed once the last part being read is done."""
+    user = await clients.user(phone, "CancelUp")
+    t = Transfers(idle_close_s=60)
+    fds = len(os.listdir("/proc/self/fd"))
+    try:
+        src = write_random(tmp_path / "u.bin", 48 * 512 * 1024 + 77)  # 48 parts, a big file
+        baseline = await _settle(sim, user.me.id, 1)
+        sim.faults.latency_s = 0.03
+        sim.faults.bandwidth_bps = 4 * MIB
+        reached = asyncio.Event()
+
+        def progress(done: int, total: int) -> None:
+            if done >= total / 3:
+                reached.set()
+
+        task = asyncio.ensure_future(t.upload(user, str(src), progress=progress))
+        await asyncio.wait_for(reached.wait(), 20)
+        assert sim.connection_count(user.me.id) > baseline  # parts over several connections
+        start = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert time.monotonic() - start < 2.0
+        assert t.connections(user) == 0
+        assert await _settle(sim, user.me.id, baseline, 2.0) == baseline
+        parts = sim.stats["upload.SaveBigFilePart"]
+        await asyncio.sleep(0.5)
+        assert sim.stats["upload.SaveBigFilePart"] == parts, "parts went on after cancel"
+        assert parts < 48
+        await wait_until(lambda: len(os.listdir("/proc/self/fd")) <= fds, 2.0,
+                         "the upload's file and connections closed")
+    finally:
+        sim.faults.reset()
+        await t.close()

@@ -182,3 +182,31 @@ async def test_a_flood_on_export_is_waited_out_once_for_all_connections(clients,
     finally:
         sim.faults.flood.clear()
         await t.close()
+
+
+async def test_four_uploads_of_one_account_stay_within_its_window(clients, phone, sim,
+                                                                  tmp_path):
+    """Four big uploads of one account at once (two run, two wait for a big-file slot):
+    tgsim (cap 16) floods none of them and never sees more in flight than the account's
+    window, which counts a part from when it goes on the wire to its answer."""
+    user = await clients.user(phone, "FourUp")
+    t = Transfers()
+    try:
+        srcs = [write_random(tmp_path / f"u{i}.bin", 11 * MIB + i) for i in range(4)]
+        sim.file_limit.peak.clear()
+        sim.stats["file_cap_floods"] = 0
+        sim.faults.method_latency_s["upload.SaveBigFilePart"] = 0.05
+        big = t.budgets.big_file(user, await user.storage.dc_id())
+        files = await asyncio.gather(*(t.upload(user, str(s)) for s in srcs))
+        assert sim.stats["file_cap_floods"] == 0, "tgsim had to flood the account"
+        assert sim.file_limit.peak[user.me.id] <= t.account_inflight < 16
+        assert t.budgets.window(user).peak == t.account_inflight  # it was used to the full
+        assert big.peak == 2, "more than two big files of one account at once"
+        stored = {fid: up for (_key, fid), up in sim.world.uploads.items()}
+        for src, file in zip(srcs, files):  # every upload whole, each part in its place
+            up = stored[file.id]
+            assert len(up.sizes) == file.parts and up.placed(file.parts) == src.stat().st_size
+            assert up.data.read_bytes() == src.read_bytes()
+    finally:
+        sim.faults.method_latency_s.clear()
+        await t.close()

@@ -74,6 +74,31 @@ def test_send_relies_on_these_session_internals():
         Session.stop)
 
 
+def test_write_packet_relies_on_the_plain_tcp_transports():
+    """_write_packet writes an upload part's packet under the transport's lock, with the
+    length prefix the transport's own send would put before it, only when the transport
+    neither obfuscates, nor wraps in fake-TLS records, nor goes through a web proxy."""
+    from pyrogram.connection.transport import TCPAbridged, TCPIntermediate
+
+    from helpers import transfer_frames as frames
+
+    attrs = _assigned(tcp.TCP)
+    for name in ("lock", "writer", "marker_event", "_encrypt", "_records", "_web_carrier"):
+        assert name in attrs, name
+    send = inspect.getsource(tcp.TCP.send)
+    for needle in ("async with self.lock", "self._encrypt", "self._records",
+                   "self._web_carrier", "self.marker_event", "self.writer.write(data)"):
+        assert needle in send, needle
+    # the prefixes: the same bytes as the transports' own send for packets big and small
+    abridged = inspect.getsource(TCPAbridged.send)
+    assert 'b"\\x7f" + length.to_bytes(3, "little")' in abridged and "length <= 126" in abridged
+    assert frames.abridged_prefix(126 * 4) == bytes([126])
+    assert frames.abridged_prefix(127 * 4) == b"\x7f" + (127).to_bytes(3, "little")
+    assert 'pack("<i", len(data))' in inspect.getsource(TCPIntermediate.send)
+    assert frames.intermediate_prefix(9) == (9).to_bytes(4, "little")
+    assert callable(aes.ige256_encrypt)
+
+
 def test_cdn_keys_and_cipher():
     assert isinstance(rsa.server_public_keys, dict)
     assert _params(rsa.PublicKey)[:2] in (["m", "e"], ["self", "m"])
