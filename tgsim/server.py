@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import logging
 import os
@@ -160,6 +161,20 @@ def default_dc_ports(port: int) -> dict[int, int]:
         return {dc: 0 for dc in DC_IDS}
     others = [dc for dc in DC_IDS if dc != DC_ID]
     return {DC_ID: port, **{dc: port + 1 + i for i, dc in enumerate(others)}}
+
+
+@contextlib.contextmanager
+def _ends_connection(*expected: type[BaseException]):
+    """What ends a connection's stage: a client gone or a bad packet is routine (debug), a
+    cancel is the server stopping, anything else is tgsim's own bug (logged with its trace)."""
+    try:
+        yield
+    except expected as e:
+        log.debug("connection closed: %r", e)
+    except asyncio.CancelledError:
+        pass
+    except Exception:
+        log.exception("connection failed")
 
 
 class TgSim:
@@ -340,20 +355,15 @@ class TgSim:
         conn.tasks.add(server)
         server.add_done_callback(conn.tasks.discard)
         try:
-            conn.framing = await detect(reader)
-            while not conn.closed and not server.done():
-                packet = await conn.framing.read(reader)
-                await conn.in_throttle.spend(len(packet))
-                await inbox.put(packet)
-            if not server.done():
-                await inbox.put(None)  # the client is gone: the server finishes what came
-                await server
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError) as e:
-            log.debug("connection closed: %r", e)
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("connection failed")
+            with _ends_connection(asyncio.IncompleteReadError, ConnectionError, ValueError):
+                conn.framing = await detect(reader)
+                while not conn.closed and not server.done():
+                    packet = await conn.framing.read(reader)
+                    await conn.in_throttle.spend(len(packet))
+                    await inbox.put(packet)
+                if not server.done():
+                    await inbox.put(None)  # the client is gone: the server finishes what came
+                    await server
         finally:
             conn.close()
             self.connections.discard(conn)
@@ -362,20 +372,15 @@ class TgSim:
         """The server side of one connection: its packets in order, as they come off the
         link; a packet that fails MTProto's checks closes the connection."""
         try:
-            while (packet := await inbox.get()) is not None and not conn.closed:
-                if len(packet) < 8:
-                    continue
-                if packet[:8] == bytes(8):
-                    await self._handshake(conn, packet)
-                else:
-                    await self._encrypted(conn, packet)
-                del packet
-        except (ConnectionError, ValueError, crypto.BadMessage) as e:
-            log.debug("connection closed: %r", e)
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("connection failed")
+            with _ends_connection(ConnectionError, ValueError, crypto.BadMessage):
+                while (packet := await inbox.get()) is not None and not conn.closed:
+                    if len(packet) < 8:
+                        continue
+                    if packet[:8] == bytes(8):
+                        await self._handshake(conn, packet)
+                    else:
+                        await self._encrypted(conn, packet)
+                    del packet
         finally:
             conn.close()  # its reader sees the end of the stream
             while not inbox.empty():  # and is not left waiting for room in the inbox
