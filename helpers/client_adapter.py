@@ -700,46 +700,49 @@ class LeanMediaSession(Session):
                 self.pending_acks.clear()
 
     async def _admit(self, msg_id: int, seq_no: int) -> bool:
-        """The library's checks of one received message (server time, ack, msg_id seen
-        before, too old or in the future); False when it is to be ignored."""
+        """A received message against MTProto's msg_id rules (core.telegram.org/mtproto/
+        security_guidelines#checking-msg-id): never seen on this session, not older than
+        the oldest one kept, at most 300 s old and 30 s ahead. The history is the session's
+        own (the library's lists), so its path and ours judge against the same record; a
+        run of refusals restarts the session, as the library's does. A content message is
+        acknowledged even when refused, so the server stops sending it again."""
         if seq_no == 0:
             self.client._set_server_time(msg_id)
         if seq_no % 2:
             if msg_id in self.pending_acks:
-                return False
+                return False  # a repeat of one already waiting for our ack
             self.pending_acks.add(msg_id)
-        stored = self.stored_msg_ids
-        try:
-            if len(stored) > Session.STORED_MSG_IDS_MAX_SIZE:
-                del stored[:Session.STORED_MSG_IDS_MAX_SIZE // 2]
-            if msg_id in self.recent_msg_ids:
-                self.recent_msg_ids.remove(msg_id)
-                raise errors.SecurityCheckMismatch(
-                    "The msg_id is belong to most recent closed connection.")
-            if stored:
-                if msg_id < stored[0]:
-                    raise errors.SecurityCheckMismatch(
-                        "The msg_id is lower than all the stored values")
-                at = bisect.bisect_left(stored, msg_id)
-                if at < len(stored) and stored[at] == msg_id:
-                    raise errors.SecurityCheckMismatch(
-                        "The msg_id is equal to any of the stored values")
-                diff = (msg_id - await self.msg_factory.allocate_message_identity()) / 2**32
-                if diff > 30:
-                    raise errors.SecurityCheckMismatch(
-                        "The msg_id belongs to over 30 seconds in the future.")
-                if diff < -300:
-                    raise errors.SecurityCheckMismatch(
-                        "The msg_id belongs to over 300 seconds in the past.")
-                self.ignore_count = 0
-        except errors.SecurityCheckMismatch as e:
-            log.info("Discarding packet: %s", e)
+        problem = await self._msg_id_problem(msg_id)
+        if problem is not None:
+            log.info("Discarding packet: %s", problem)
             self.ignore_count += 1
             if self.ignore_count >= self.MAX_CONSECUTIVE_IGNORED:
                 self.client.loop.create_task(self.restart())
             return False
-        bisect.insort(stored, msg_id)
+        self.ignore_count = 0
+        bisect.insort(self.stored_msg_ids, msg_id)
         return True
+
+    async def _msg_id_problem(self, msg_id: int) -> str | None:
+        if msg_id in self.recent_msg_ids:  # a message of the connection before this one
+            self.recent_msg_ids.remove(msg_id)
+            return "msg_id of an earlier connection"
+        kept = self.stored_msg_ids
+        if len(kept) > Session.STORED_MSG_IDS_MAX_SIZE:
+            del kept[:Session.STORED_MSG_IDS_MAX_SIZE // 2]  # bounded: forget the oldest
+        if not kept:
+            return None  # nothing to compare with yet (the library's rule too)
+        if msg_id < kept[0]:
+            return "msg_id older than every one kept"
+        at = bisect.bisect_left(kept, msg_id)
+        if at < len(kept) and kept[at] == msg_id:
+            return "msg_id seen before"
+        ahead_s = (msg_id - await self.msg_factory.allocate_message_identity()) / 2**32
+        if ahead_s > 30:
+            return f"msg_id {ahead_s:.0f} s ahead of our clock"
+        if ahead_s < -300:
+            return f"msg_id {-ahead_s:.0f} s behind our clock"
+        return None
 
 
 # files, ids and the client's own DC ------------------------------------------------------
