@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
 MMAP_THRESHOLD = 128 * 1024
+# The largest buffer the transfer paths keep (a received piece, an encrypted chunk) that still
+# comes from the heap under the pinned threshold, with room for an object's header; a
+# multiple of 16 (AES blocks).
+HEAP_BLOCK = 112 * 1024
 
 
 def pin_mmap_threshold(nbytes: int = MMAP_THRESHOLD) -> bool:

@@ -32,7 +32,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import struct
 import time
 import weakref
 from collections.abc import Callable, Iterable
@@ -42,7 +41,7 @@ from typing import Any, NamedTuple
 
 from pyrogram import Client, errors, raw, utils
 from pyrogram.connection.transport import TCP, TCPAbridged, TCPIntermediate
-from pyrogram.crypto import aes, mtproto, rsa
+from pyrogram.crypto import aes, rsa
 from pyrogram.file_id import FileId, FileType
 from pyrogram.session import Auth, Session
 from pyrogram.session.session import AuthKeyNotFound
@@ -394,9 +393,6 @@ def add_server_key(fingerprint: int, n: int, e: int) -> bool:
     return True
 
 
-_HEADER = struct.Struct("<q8sqii")  # salt, session_id, msg_id, seq_no, length (mtproto/description)
-
-
 def pack_parts(body: bytes, msg_id: int, seq_no: int, salt: int, session_id: bytes,
                auth_key: bytes, auth_key_id: bytes) -> tuple[bytes, bytes]:
     """An encrypted MTProto 2.0 message (core.telegram.org/mtproto/description) around a
@@ -404,14 +400,14 @@ def pack_parts(body: bytes, msg_id: int, seq_no: int, salt: int, session_id: byt
     makes it but with one copy of the payload instead of about eight (it serializes the body
     twice and concatenates it four times): the hash is fed in pieces, the plain text joined
     once, and the two pieces go to the socket as they are (`_write_packet`)."""
-    header = _HEADER.pack(salt, session_id, msg_id, seq_no, len(body))
+    header = frames.MESSAGE_HEAD.pack(salt, session_id, msg_id, seq_no, len(body))
     padding = os.urandom(-(len(header) + len(body) + 12) % 16 + 12)
     h = hashlib.sha256(auth_key[88:120])
     h.update(header)
     h.update(body)
     h.update(padding)
     msg_key = h.digest()[8:24]
-    aes_key, aes_iv = mtproto.kdf(auth_key, msg_key, True)
+    aes_key, aes_iv = wire.kdf(auth_key, msg_key, True)
     plain = b"".join((header, body, padding))
     return auth_key_id + msg_key, aes.ige256_encrypt(plain, aes_key, aes_iv)
 
@@ -444,7 +440,7 @@ def pack_part(part: frames.FilePart, msg_id: int, seq_no: int, salt: int,
         n = frames.build_plain(buf, part, salt, session_id, msg_id, seq_no, frames.PLAIN_AT)
         with memoryview(buf) as whole, whole[frames.PLAIN_AT:frames.PLAIN_AT + n] as plain:
             msg_key = frames.msg_key(auth_key, plain)
-            aes_key, aes_iv = mtproto.kdf(auth_key, msg_key, True)
+            aes_key, aes_iv = wire.kdf(auth_key, msg_key, True)
             frames.ige_in_place(plain, lambda data, iv: aes.ige256_encrypt(data, aes_key, iv),
                                 aes_iv)
             whole[frames.PLAIN_AT - 24:frames.PLAIN_AT] = auth_key_id + msg_key

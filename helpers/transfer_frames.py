@@ -33,6 +33,7 @@ from contextlib import contextmanager
 
 from pyrogram import raw
 
+from helpers.allocator import HEAP_BLOCK
 from helpers.transfer_budget import UPLOAD_PART
 
 SAVE_BIG = raw.functions.upload.SaveBigFilePart
@@ -47,9 +48,9 @@ PLAIN_AT = PREFIX_ROOM + 8 + 16  # then auth_key_id and msg_key, then the plain 
 # a packet of the largest part: prefix, key id, msg_key, message head, TL head, bytes
 # prefix, the part, TL and MTProto padding
 CAPACITY = PLAIN_AT + MESSAGE_HEAD.size + _BIG_HEAD.size + 4 + UPLOAD_PART + 3 + MIN_PADDING + 15
-# below glibc's pinned mmap threshold (128 KiB, helpers/allocator.py) with the bytes
-# object's header, so each chunk's ciphertext is a heap block, reused chunk after chunk
-ENCRYPT_CHUNK = 112 * 1024
+# below glibc's pinned mmap threshold (helpers/allocator.py) with the bytes object's
+# header, so each chunk's ciphertext is a heap block, reused chunk after chunk
+ENCRYPT_CHUNK = HEAP_BLOCK
 
 
 class SourceClosed(OSError):

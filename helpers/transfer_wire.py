@@ -24,6 +24,8 @@ import struct
 import time
 from typing import Callable, NamedTuple
 
+from helpers.allocator import HEAP_BLOCK
+
 RPC_RESULT = 0xF35C6D01
 UPLOAD_FILE = 0x096A18D5  # upload.file type:storage.FileType mtime:int bytes:bytes
 UPLOAD_CDN_FILE = 0xA99FCA4F  # upload.cdnFile bytes:bytes
@@ -40,8 +42,8 @@ class Refused(Exception):
 # Large frames and their plaintext are held in pieces below glibc's mmap threshold (128 KiB,
 # pinned by helpers/allocator.py): a 1 MiB buffer is a fresh mapping that costs 256 page
 # faults to fill and a munmap to free, three of them per part (the frame, tgcrypto's output
-# and its copy into bytes); pieces come from the heap, warm. A multiple of 16 (AES blocks).
-PIECE = 112 * 1024
+# and its copy into bytes); pieces come from the heap, warm.
+PIECE = HEAP_BLOCK
 
 
 class Pieces:

@@ -12,7 +12,7 @@ import re
 
 import pyrogram
 from pyrogram.connection.transport.tcp import tcp
-from pyrogram.crypto import aes, mtproto, rsa
+from pyrogram.crypto import aes, rsa
 from pyrogram.session import Auth, Session
 from pyrogram.session import session as session_module
 from pyrogram.session.internals import MsgFactory
@@ -65,7 +65,6 @@ def test_send_relies_on_these_session_internals():
     assert _assigned(session_module.Result) >= {"value", "event"}
     assert inspect.iscoroutinefunction(MsgFactory.allocate_message_identity)
     assert _params(MsgFactory.allocate_message_sequence) == ["self", "is_content_related"]
-    assert _params(mtproto.kdf) == ["auth_key", "msg_key", "outgoing"]
     assert callable(aes.ige256_encrypt)
     # the transport's executor the library packs on, reached as connection.protocol
     assert "crypto_executor" in _assigned(tcp.TCP)
