@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import hashlib
 import logging
 import os
 import time
@@ -398,17 +397,13 @@ def pack_parts(body: bytes, msg_id: int, seq_no: int, salt: int, session_id: byt
     """An encrypted MTProto 2.0 message (core.telegram.org/mtproto/description) around a
     serialized body, as (auth_key_id + msg_key, ciphertext): as the library's mtproto.pack
     makes it but with one copy of the payload instead of about eight (it serializes the body
-    twice and concatenates it four times): the hash is fed in pieces, the plain text joined
-    once, and the two pieces go to the socket as they are (`_write_packet`)."""
+    twice and concatenates it four times): the plain text is joined once, hashed and
+    encrypted, and the two pieces go to the socket as they are (`_write_packet`)."""
     header = frames.MESSAGE_HEAD.pack(salt, session_id, msg_id, seq_no, len(body))
     padding = os.urandom(-(len(header) + len(body) + 12) % 16 + 12)
-    h = hashlib.sha256(auth_key[88:120])
-    h.update(header)
-    h.update(body)
-    h.update(padding)
-    msg_key = h.digest()[8:24]
-    aes_key, aes_iv = wire.kdf(auth_key, msg_key, True)
     plain = b"".join((header, body, padding))
+    msg_key = frames.msg_key(auth_key, plain)
+    aes_key, aes_iv = wire.kdf(auth_key, msg_key, True)
     return auth_key_id + msg_key, aes.ige256_encrypt(plain, aes_key, aes_iv)
 
 
