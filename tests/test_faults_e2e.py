@@ -234,7 +234,9 @@ async def test_session_revoked_mid_transfer_fails_clearly_and_the_next_user_runs
         await login(env, a)
         await login(env, b)
         ch = await _private_channel(owner, "Private", a, b)
-        post, digest = await _post(owner, ch, tmp_path / "p.bin", 4_000_000, "private")
+        # more 1 MiB parts (16) than one download keeps in flight (12): whenever the revoke
+        # lands, some of A's parts are still to be asked for, and those meet it
+        post, digest = await _post(owner, ch, tmp_path / "p.bin", 16_000_000, "private")
         sim.faults.bandwidth_bps = 1024 * 1024
         await a.say(_link(ch, post.id))
         await a.expect_text("queued")
@@ -248,6 +250,7 @@ async def test_session_revoked_mid_transfer_fails_clearly_and_the_next_user_runs
         told = await a.expect_text("/login", timeout=45)
         assert "no longer valid" in told.text or "terminated" in told.text, told.text
         assert "Traceback" not in told.text
+        sim.faults.bandwidth_bps = 0  # B's job need not crawl
         got, _ = await _collect(b, media=1, timeout=60)
         rows = await _all_final(env, 2)
         sim.faults.reset()
