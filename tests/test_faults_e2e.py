@@ -234,9 +234,11 @@ async def test_session_revoked_mid_transfer_fails_clearly_and_the_next_user_runs
         await login(env, a)
         await login(env, b)
         ch = await _private_channel(owner, "Private", a, b)
-        # more 1 MiB parts (16) than one download keeps in flight (12): whenever the revoke
-        # lands, some of A's parts are still to be asked for, and those meet it
-        post, digest = await _post(owner, ch, tmp_path / "p.bin", 16_000_000, "private")
+        # more 1 MiB parts than one download keeps in flight: whenever the revoke lands,
+        # some of A's parts are still to be asked for, and those meet it
+        parts = env.app.transfers.max_inflight + 4
+        post, digest = await _post(owner, ch, tmp_path / "p.bin", parts * 1024 * 1024 - 1,
+                                   "private")
         sim.faults.bandwidth_bps = 1024 * 1024
         await a.say(_link(ch, post.id))
         await a.expect_text("queued")
