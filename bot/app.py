@@ -88,7 +88,8 @@ class App:
                                    max_connections=settings.transfer_connections,
                                    max_inflight=settings.transfer_parts_in_flight,
                                    account_inflight=settings.transfer_account_inflight,
-                                   big_files=settings.transfer_big_files)
+                                   big_files=settings.transfer_big_files,
+                                   direct_io=settings.transfer_direct_io)
         self.janitor = Janitor(settings.assets_dir, max_age_s=settings.janitor_max_age_s,
                                owned=self._owned_dirs)
         # user_id -> the text input a settings button asked for (a caption, a name pattern...)

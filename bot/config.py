@@ -92,6 +92,7 @@ class Settings:
     transfer_parts_in_flight: int = 32
     transfer_account_inflight: int = 12
     transfer_big_files: int = 2
+    transfer_direct_io: bool = True
     split_mb: int = 0
     messages_per_minute: int = 20
     startup_retries: int = 5
@@ -370,6 +371,8 @@ def load_settings(environ: Mapping[str, str] | None = None,
         # file requests in flight per account, all its jobs together (helpers/transfer_budget.py)
         transfer_account_inflight=r.int("TRANSFER_ACCOUNT_INFLIGHT", 12, maximum=64),
         transfer_big_files=r.int("TRANSFER_BIG_FILES", 2, maximum=16),
+        # parts past the page cache where the filesystem allows (helpers/direct_io.py)
+        transfer_direct_io=r.bool("TRANSFER_DIRECT_IO", True),
         messages_per_minute=r.int("MESSAGES_PER_MINUTE", 20, maximum=10_000),
         startup_retries=r.int("STARTUP_RETRIES", 5, minimum=0, maximum=1000),
         startup_timeout_s=r.int("STARTUP_TIMEOUT", 30, maximum=3600),

@@ -413,6 +413,11 @@ def pack(body: bytes, msg_id: int, seq_no: int, salt: int, session_id: bytes,
     return b"".join(pack_parts(body, msg_id, seq_no, salt, session_id, auth_key, auth_key_id))
 
 
+# a request this small (upload.getFile is about 60 bytes) is encrypted on the event loop: the
+# crypto thread's round trip (a queue, a futex, the loop's wake-up pipe) costs more CPU than
+# the crypto, once per part
+INLINE_PACK = 4096
+
 # packets being built or waiting for the wire: two per connection (transfer_pool's slots)
 _packet_buffers = frames.Buffers(keep=8)
 
@@ -521,10 +526,14 @@ async def send(session: Session, query, timeout: float, on_sent: Callable[[], No
     slot = _Result()
     session.results[msg_id] = slot
     try:
-        packet = await asyncio.get_running_loop().run_in_executor(
-            connection.protocol.crypto_executor, build, what, msg_id, seq_no, session.salt,
-            session.session_id, session.auth_key, session.auth_key_id)
-        del what
+        args = (what, msg_id, seq_no, session.salt, session.session_id, session.auth_key,
+                session.auth_key_id)
+        if build is pack_parts and len(what) <= INLINE_PACK:
+            packet = pack_parts(*args)  # a getFile: microseconds, less than a thread's hop
+        else:
+            packet = await asyncio.get_running_loop().run_in_executor(
+                connection.protocol.crypto_executor, build, *args)
+        del what, args
         try:
             if admit is not None:
                 await admit()

@@ -8,52 +8,18 @@ Log marker (stable, grep-able): ``GC performed``.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import gc
 import inspect
 import logging
-import sys
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
+from helpers.allocator import trim as _malloc_trim
 from helpers.memory_budget import MemoryBudget
 from helpers.memory_readings import MemoryLimits, _mb, _short
 
 log = logging.getLogger("memory")
 
 ActionFn = Callable[[], "Awaitable[str] | str"]
-
-_MALLOC_TRIM_UNSET = object()
-_malloc_trim_fn: Any = _MALLOC_TRIM_UNSET
-
-
-def _malloc_trim() -> bool | None:
-    """Return glibc's freed heap pages to the OS; CPython's gc alone rarely lowers RSS.
-
-    Returns True/False from malloc_trim, or None where it does not exist (musl, macOS).
-    """
-    global _malloc_trim_fn
-    if _malloc_trim_fn is _MALLOC_TRIM_UNSET:
-        _malloc_trim_fn = None
-        if sys.platform.startswith("linux"):
-            for lib in ("libc.so.6", ctypes.util.find_library("c")):
-                if not lib:
-                    continue
-                try:
-                    fn = ctypes.CDLL(lib).malloc_trim
-                except (OSError, AttributeError):
-                    continue
-                fn.argtypes = [ctypes.c_size_t]
-                fn.restype = ctypes.c_int
-                _malloc_trim_fn = fn
-                break
-    if _malloc_trim_fn is None:
-        return None
-    try:
-        return bool(_malloc_trim_fn(0))
-    except Exception:  # pragma: no cover - defensive: never let trimming kill a relief
-        return None
-
 
 class MemoryRelief:
     """Runs the relief (at most one at a time) and the forced GC; pauses the budget when the

@@ -44,6 +44,7 @@ from pyrogram import enums, errors, raw
 from helpers import client_adapter as adapter
 from helpers import floodwait, media_kinds
 from helpers import transfer_retry as retry
+from helpers.allocator import trim
 from helpers.cdn import CdnFile, CdnHashMismatch
 from helpers.client_adapter import Broken as _Broken
 from helpers.client_adapter import parse_messages
@@ -59,6 +60,7 @@ from helpers.transfer_budget import (
     plan,
 )
 from helpers.transfer_budget import UPLOAD_REQUESTS_PER_CONNECTION as UPLOAD_PER_CONNECTION
+from helpers.direct_io import DirectFile
 from helpers.transfer_frames import FilePart, PartSource
 from helpers.transfer_pool import Job as _Job
 from helpers.transfer_pool import Pools
@@ -124,6 +126,8 @@ class Transfers:
     together (AIMD under a 420 or a dropped connection). big_files: files over 10 MB of one
     account at once per DC. reserve(name, mb): the memory budget's try_reserve; None halves K
     (down to 1, never fails). idle_close_s: pooled sessions idle this long are closed.
+    direct_io: parts are written and read past the page cache where the filesystem allows
+    (helpers/direct_io.py).
     """
 
     PART_TIMEOUT_S = 30.0  # no answer to one part in this long: retry it elsewhere
@@ -135,7 +139,8 @@ class Transfers:
 
     def __init__(self, *, part_size: int = DOWNLOAD_PART, max_inflight: int = 12,
                  max_connections: int = 4, upload_inflight: int = 12, reserve=None,
-                 idle_close_s: float = 300.0, account_inflight: int = 12, big_files: int = 2):
+                 idle_close_s: float = 300.0, account_inflight: int = 12, big_files: int = 2,
+                 direct_io: bool = True):
         if not (4 * KB <= part_size <= MIB and MIB % part_size == 0):
             raise ValueError("part_size must be a power of two between 4 KB and 1 MB "
                              "(upload.getFile alignment)")
@@ -150,10 +155,12 @@ class Transfers:
         self.reserve = reserve
         self.idle_close_s = idle_close_s
         self.account_inflight = account_inflight
+        self.direct_io = direct_io
         # one window of requests in flight per account, whatever each file asks for
         self.budgets = Budgets(account_inflight, big_files)
         self._pools = Pools(max_connections, idle_close_s)
         self._io: ThreadPoolExecutor | None = None
+        self._running = 0  # transfers running their parts, of every client
 
     # public ------------------------------------------------------------------------------
     @staticmethod
@@ -210,6 +217,7 @@ class Transfers:
         parts = math.ceil(size / part)
         side = Sidecar(path, f"{media.file_unique_id}:{file_id.media_id}", size, part, parts)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        out = DirectFile(path, fd, os.O_WRONLY, self.direct_io)
         try:
             resumed = os.path.exists(side.path) and side.load(path)
             if not resumed:
@@ -239,7 +247,7 @@ class Transfers:
                         offset = i * part
                         want = min(part, size - offset)
                         data = await self._get_part(job, loc, offset, part, want)
-                        await self._write(fd, data, offset)
+                        await self._write(out, data, offset)
                         del data
                         side.mark(i)
                         state["done"] = side.done
@@ -257,7 +265,7 @@ class Transfers:
                     side.save()
             raise
         finally:
-            self._close_fd(fd)
+            self._close_file(out)
         side.remove()
         return path
 
@@ -282,7 +290,7 @@ class Transfers:
         big = size > BIG_FILE
         file_id = adapter.next_random_id(client)
         dc_id = await adapter.home_dc(client)
-        source = PartSource(path)
+        source = PartSource(path, self.direct_io)
         try:
             md5 = ""
             if not big:  # small files carry an md5 the server checks; cheap at <= 10 MB
@@ -415,6 +423,7 @@ class Transfers:
         connections they used are then closed rather than pooled."""
         tasks = [asyncio.ensure_future(w()) for w in workers]
         ok = False
+        self._running += 1
         try:
             if tasks:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -423,6 +432,7 @@ class Transfers:
                         raise t.exception()
             ok = True
         finally:
+            self._running -= 1
             for t in tasks:
                 t.cancel()
             if tasks:
@@ -430,6 +440,9 @@ class Transfers:
                 for t in tasks:  # retrieve, so nothing is logged as never retrieved
                     if not t.cancelled():
                         t.exception()
+            if not self._running and self._io is not None:
+                # the heap tops kept for the parts (allocator.TRIM_THRESHOLD) go back now
+                self._io.submit(trim)
             if not ok:
                 for conn in job.used:
                     self._pools.doom(conn)
@@ -444,14 +457,14 @@ class Transfers:
             self._io = ThreadPoolExecutor(1, thread_name_prefix="transfer-io")
         return asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
 
-    def _close_fd(self, fd: int) -> None:
+    def _close_file(self, out: DirectFile) -> None:
         if self._io is None:
-            os.close(fd)
+            out.close()
         else:
-            self._io.submit(os.close, fd)
+            self._io.submit(out.close)
 
-    async def _write(self, fd: int, data: bytes, offset: int) -> None:
-        await self._disk(write_at, fd, data, offset)  # bytes, or a part's pieces
+    async def _write(self, out: DirectFile, data: bytes, offset: int) -> None:
+        await self._disk(out.write, data, offset, write_at)  # bytes, or a part's pieces
 
     # parts -------------------------------------------------------------------------------
     async def _get_part(self, job: _Job, loc: RefreshedLocation, offset: int, limit: int,
@@ -583,7 +596,7 @@ class Transfers:
     async def _resend_part(self, client, path: str, file, part: int) -> None:
         big = isinstance(file, raw.types.InputFileBig)
         job = _Job(client, await adapter.home_dc(client), 1)
-        source = PartSource(path)
+        source = PartSource(path, self.direct_io)
         try:
             await self._run(job, [lambda: self._put_part(job, source, file.id, part,
                                                          file.parts, big, source.size)])
@@ -653,13 +666,14 @@ class Transfers:
         part = self.part_size
         job = _Job(client, dc_id, 1)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        out = DirectFile(path, fd, os.O_WRONLY, self.direct_io)
         try:
             async def worker() -> None:
                 offset = 0
                 while True:
                     data = await self._get_part(job, loc, offset, part, None)
                     if data:
-                        await self._write(fd, data, offset)
+                        await self._write(out, data, offset)
                     offset += len(data)
                     await _call_progress(progress, offset, 0)
                     if len(data) < part:
@@ -668,7 +682,7 @@ class Transfers:
 
             await self._run(job, [worker])
         finally:
-            self._close_fd(fd)
+            self._close_file(out)
         return path
 
 

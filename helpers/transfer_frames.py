@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pyrogram import raw
 
 from helpers.allocator import HEAP_BLOCK
+from helpers.direct_io import DirectFile
 from helpers.transfer_budget import UPLOAD_PART
 
 SAVE_BIG = raw.functions.upload.SaveBigFilePart
@@ -62,9 +63,14 @@ class PartSource:
     once the last read in progress is over, so a cancelled upload never closes (and the OS
     never reuses) a descriptor a crypto thread is still reading."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, direct_io: bool = False):
         self.fd = os.open(path, os.O_RDONLY)
-        self.size = os.fstat(self.fd).st_size
+        try:
+            self.size = os.fstat(self.fd).st_size
+            self._file = DirectFile(path, self.fd, os.O_RDONLY, direct_io)
+        except BaseException:
+            os.close(self.fd)
+            raise
         self._lock = threading.Lock()
         self._users = 0
         self._closing = False
@@ -83,14 +89,14 @@ class PartSource:
                 self._users -= 1
                 last = self._closing and self._users == 0
             if last:
-                os.close(self.fd)
+                self._file.close()
 
     def read_into(self, view: memoryview, offset: int) -> None:
         """Fill `view` from `offset`; a file that got shorter is an error, not a short part."""
-        with self.reading() as fd:
+        with self.reading():
             done = 0
             while done < len(view):
-                n = os.preadv(fd, [view[done:]], offset + done)
+                n = self._file.read_into(view[done:], offset + done)
                 if n <= 0:
                     raise SourceClosed(f"the file ended at {offset + done} bytes, "
                                        f"{len(view) - done} short of its part")
@@ -103,7 +109,7 @@ class PartSource:
             self._closing = True
             now = self._users == 0
         if now:
-            os.close(self.fd)
+            self._file.close()
 
 
 class FilePart:

@@ -1,0 +1,107 @@
+"""helpers/direct_io.py: parts past the page cache, the same bytes as through it."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from helpers import direct_io
+from helpers.direct_io import ALIGN, DirectFile
+from helpers.transfer_frames import PartSource
+from helpers.transfer_wire import Pieces, write_at
+
+MIB = 1024 * 1024
+
+
+def _direct_or_skip(path) -> None:
+    fd = direct_io.open_direct(str(path), os.O_WRONLY | os.O_CREAT)
+    if fd is None:
+        pytest.skip(f"this filesystem refuses O_DIRECT ({path.parent})")
+    os.close(fd)
+
+
+def _pieces(data: bytes, cut: int) -> Pieces:
+    """`data` as memoryviews at odd offsets of bigger buffers, as open_message leaves it."""
+    views = []
+    for at in range(0, len(data), cut):
+        holder = bytearray(b"\x00" * 60 + data[at:at + cut] + b"\x00" * 7)
+        views.append(memoryview(holder)[60:60 + len(data[at:at + cut])])
+    return Pieces(views)
+
+
+@pytest.mark.parametrize("size", [MIB, 3 * MIB + 5000, 4096, 100])
+def test_parts_written_direct_read_back_the_same(tmp_path, size):
+    path = tmp_path / "out.bin"
+    _direct_or_skip(path)
+    data = os.urandom(size)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    out = DirectFile(str(path), fd, os.O_WRONLY)
+    assert out.direct is not None
+    for offset in list(range(0, size, MIB))[::-1]:  # out of order, as parallel parts land
+        out.write(_pieces(data[offset:offset + MIB], 112 * 1024 + 3), offset, write_at)
+    assert out.direct is not None  # nothing was refused on the way
+    out.close()
+    assert path.read_bytes() == data
+
+
+def test_unaligned_offsets_and_bytes_go_through_the_cache(tmp_path):
+    path = tmp_path / "out.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    out = DirectFile(str(path), fd, os.O_WRONLY)
+    out.write(b"abc", 0, write_at)
+    out.write(b"x" * (2 * ALIGN), 3, write_at)  # not on a block boundary
+    out.close()
+    assert path.read_bytes() == b"abc" + b"x" * (2 * ALIGN)
+
+
+def test_disabled_means_no_second_descriptor(tmp_path):
+    path = tmp_path / "out.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    out = DirectFile(str(path), fd, os.O_WRONLY, enabled=False)
+    assert out.direct is None
+    out.write(b"y" * MIB, 0, write_at)
+    out.close()
+    assert path.read_bytes() == b"y" * MIB
+
+
+def test_a_refused_write_falls_back_to_the_cache_for_good(tmp_path, monkeypatch):
+    path = tmp_path / "out.bin"
+    _direct_or_skip(path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    out = DirectFile(str(path), fd, os.O_WRONLY)
+    real = os.pwrite
+    direct_fd = out.direct
+
+    def pwrite(f, data, offset):
+        if f == direct_fd:  # a device that wants more alignment than 4 KiB
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(f, data, offset)
+
+    monkeypatch.setattr(direct_io.os, "pwrite", pwrite)
+    data = os.urandom(2 * MIB)
+    out.write(data[:MIB], 0, write_at)
+    assert out.direct is None
+    out.write(data[MIB:], MIB, write_at)
+    out.close()
+    assert path.read_bytes() == data
+
+
+@pytest.mark.parametrize("size", [512 * 1024 * 3, 512 * 1024 * 2 + 777, 10])
+def test_upload_parts_read_direct_are_the_file(tmp_path, size):
+    path = tmp_path / "src.bin"
+    data = os.urandom(size)
+    path.write_bytes(data)  # still in the page cache, dirty: a direct read must see it
+    _direct_or_skip(tmp_path / "probe.bin")
+    source = PartSource(str(path), direct_io=True)
+    assert source._file.direct is not None
+    got = bytearray()
+    part = 512 * 1024
+    for offset in range(0, size, part):
+        n = min(part, size - offset)
+        buf = bytearray(n + 9)
+        source.read_into(memoryview(buf)[5:5 + n], offset)  # a view at an odd place
+        got += buf[5:5 + n]
+    source.close()
+    assert bytes(got) == data
