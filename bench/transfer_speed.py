@@ -162,16 +162,23 @@ async def session_for(sim: TgsimProcess) -> str:
         await client.stop()
 
 
+def transfer_settings(args) -> dict:
+    """The Transfers arguments given on the command line (the rest: Transfers' defaults)."""
+    given = {"part_size": args.part_kb * 1024, "max_inflight": args.inflight,
+             "max_connections": args.connections, "upload_inflight": args.upload_inflight,
+             "account_inflight": args.account_inflight}
+    return {k: v for k, v in given.items() if v}
+
+
 def bench_one(args, sim: TgsimProcess, session: str, work: Path, size_mb: int, latency: float) -> dict:
     size = size_mb * MB
     src = work / f"src-{size_mb}.bin"
     if not src.exists():
         write_test_file(src, size)
     digest = sha256_file(src)
-    settings = {"part_size": args.part_kb * 1024, "max_inflight": args.inflight,
-                "max_connections": args.connections, "upload_inflight": args.upload_inflight}
+    settings = transfer_settings(args)
     base = {"address": list(sim.address), "key": str(sim.key_path), "session": session,
-            "size": size, "profile": args.profile, "settings": {k: v for k, v in settings.items() if v}}
+            "size": size, "profile": args.profile, "settings": settings}
     # generous: stock at 150 ms and a narrow cap can be slow
     timeout = 120 + size / MB * 3
     row = {"size_mb": size_mb, "latency_ms": latency}
@@ -228,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="media sessions per DC (default: Transfers' own)")
     parser.add_argument("--upload-inflight", type=int, default=0,
                         help="upload parts in flight (default: Transfers' own)")
+    parser.add_argument("--account-inflight", type=int, default=0,
+                        help="file requests in flight per account (default: Transfers' own)")
     parser.add_argument("--dir", default=None, help="where to put the temporary files")
     parser.add_argument("--profile", default=None,
                         help="a directory: each transfer runs under cProfile, stats saved "
@@ -245,15 +254,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not enough disk space in {work}", file=sys.stderr)
         return 2
     from helpers.transfer import Transfers
-    t = Transfers(**{k: v for k, v in {
-        "part_size": args.part_kb * 1024, "max_inflight": args.inflight,
-        "max_connections": args.connections, "upload_inflight": args.upload_inflight}.items()
-        if v})
+    t = Transfers(**transfer_settings(args))
     print(f"tgsim: latency {', '.join(f'{x:g}' for x in latencies)} ms per request, cap "
           f"{args.bandwidth_mbps:g} Mbit/s ({args.bandwidth_mbps / 8:g} MB/s) per connection "
           f"and direction; ours: {t.max_inflight} download parts of {t.part_size // 1024} KB "
-          f"and {t.upload_inflight} upload parts of 512 KB in flight, over up to "
-          f"{t.max_connections} connections", flush=True)
+          f"and {t.upload_inflight} upload parts of 512 KB in flight, {t.account_inflight} "
+          f"per account, over up to {t.max_connections} connections", flush=True)
     rows = []
     ok = True
     try:

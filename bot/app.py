@@ -87,6 +87,7 @@ class App:
         self.transfers = Transfers(reserve=self.monitor.try_reserve,
                                    max_connections=settings.transfer_connections,
                                    max_inflight=settings.transfer_parts_in_flight,
+                                   upload_inflight=settings.transfer_upload_parts_in_flight,
                                    account_inflight=settings.transfer_account_inflight,
                                    big_files=settings.transfer_big_files,
                                    direct_io=settings.transfer_direct_io)

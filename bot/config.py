@@ -90,7 +90,8 @@ class Settings:
     metrics_token: str = ""
     transfer_connections: int = 4
     transfer_parts_in_flight: int = 32
-    transfer_account_inflight: int = 12
+    transfer_account_inflight: int = 16
+    transfer_upload_parts_in_flight: int = 16
     transfer_big_files: int = 2
     transfer_direct_io: bool = True
     split_mb: int = 0
@@ -365,11 +366,14 @@ def load_settings(environ: Mapping[str, str] | None = None,
         metrics_token=r.raw("METRICS_TOKEN") or "",
         split_mb=r.int("SPLIT_MB", 0, minimum=0, maximum=4000),
         transfer_connections=r.int("TRANSFER_CONNECTIONS", 2 if constrained else 4, maximum=16),
-        # 12: Telegram limits the file requests one account keeps in flight (16 in
-        # tgsim/file_limits.py), and Transfers gates all files of one account at 12 together
+        # 12 of 1 MiB: Telegram limits the file requests one account keeps in flight (16 in
+        # tgsim/file_limits.py), and Transfers gates all files of one account together
         transfer_parts_in_flight=r.int("TRANSFER_PARTS_IN_FLIGHT", 12, maximum=64),
+        # 16 of 512 KiB, as Telegram Desktop keeps per account (1 MiB on each of up to 8
+        # upload sessions, storage/file_upload.cpp)
+        transfer_upload_parts_in_flight=r.int("TRANSFER_UPLOAD_PARTS_IN_FLIGHT", 16, maximum=64),
         # file requests in flight per account, all its jobs together (helpers/transfer_budget.py)
-        transfer_account_inflight=r.int("TRANSFER_ACCOUNT_INFLIGHT", 12, maximum=64),
+        transfer_account_inflight=r.int("TRANSFER_ACCOUNT_INFLIGHT", 16, maximum=64),
         transfer_big_files=r.int("TRANSFER_BIG_FILES", 2, maximum=16),
         # parts past the page cache where the filesystem allows (helpers/direct_io.py)
         transfer_direct_io=r.bool("TRANSFER_DIRECT_IO", True),

@@ -138,8 +138,8 @@ class Transfers:
     CLOSE_WAIT_S = 1.5  # how long a cancelled transfer waits for its connections to close
 
     def __init__(self, *, part_size: int = DOWNLOAD_PART, max_inflight: int = 12,
-                 max_connections: int = 4, upload_inflight: int = 12, reserve=None,
-                 idle_close_s: float = 300.0, account_inflight: int = 12, big_files: int = 2,
+                 max_connections: int = 4, upload_inflight: int = 16, reserve=None,
+                 idle_close_s: float = 300.0, account_inflight: int = 16, big_files: int = 2,
                  direct_io: bool = True):
         if not (4 * KB <= part_size <= MIB and MIB % part_size == 0):
             raise ValueError("part_size must be a power of two between 4 KB and 1 MB "

@@ -142,7 +142,7 @@ class Budgets:
 
     MAX_IDLE = 256  # idle accounts' state kept (their reduced window is remembered) at most
 
-    def __init__(self, account_inflight: int = 12, big_files: int = 2):
+    def __init__(self, account_inflight: int = 16, big_files: int = 2):
         if account_inflight < 1 or big_files < 1:
             raise ValueError("account_inflight and big_files must be >= 1")
         self.account_inflight = account_inflight

@@ -241,7 +241,8 @@ async def test_bot_delivers_a_file_whose_reference_expires_twice_mid_download(en
 
     async def rotate_at(fraction: float) -> None:
         # past the fraction, and at a moment with 4+ of the bot's 1 MiB parts in flight (the
-        # account's window lets 12 at most: Telegram throttles more, tgsim/file_limits.py;
+        # download keeps 12 at most, the account's window 16: Telegram throttles more,
+        # tgsim/file_limits.py;
         # 8 when parts were 256 KB: the same bytes in flight are fewer, larger parts now)
         while (sim.stats["file_bytes_out"] - sent0 < fraction * size
                or sim.file_limit.inflight[bot_id] < 4
