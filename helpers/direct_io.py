@@ -35,12 +35,15 @@ _local = threading.local()
 _refused_logged = False
 
 
-def _staging() -> mmap.mmap:
-    """This thread's page-aligned buffer (anonymous mmap): one per thread that does disk or
-    packing work, so 1 MiB each, bounded by the few threads the transfers run."""
+def _staging(size: int) -> mmap.mmap:
+    """This thread's page-aligned buffer (anonymous mmap) of at least `size` bytes: one per
+    thread that does disk or packing work, as large as its largest part (1 MiB on the disk
+    thread, 512 KiB on an upload's crypto threads), bounded by the few threads transfers run."""
     buf = getattr(_local, "buf", None)
-    if buf is None:
-        buf = _local.buf = mmap.mmap(-1, STAGING)
+    if buf is None or len(buf) < size:
+        if buf is not None:
+            buf.close()
+        buf = _local.buf = mmap.mmap(-1, size + (-size % ALIGN))
     return buf
 
 
@@ -90,7 +93,7 @@ class DirectFile:
         if dfd is None or offset % ALIGN or not head or n > STAGING:
             write_at(self.fd, data, offset)
             return
-        buf = _staging()
+        buf = _staging(n)
         at = 0
         for piece in (data.buffers if hasattr(data, "buffers") else (data,)):
             k = len(piece)
@@ -119,7 +122,7 @@ class DirectFile:
         if dfd is None or offset % ALIGN or n > STAGING:
             return os.preadv(self.fd, [view], offset)
         want = n + (-n % ALIGN)
-        buf = _staging()
+        buf = _staging(want)
         try:
             with memoryview(buf) as whole:
                 got = os.preadv(dfd, [whole[:want]], offset)
