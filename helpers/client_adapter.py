@@ -531,8 +531,12 @@ async def send(session: Session, query, timeout: float, on_sent: Callable[[], No
         if build is pack_parts and len(what) <= INLINE_PACK:
             packet = pack_parts(*args)  # a getFile: microseconds, less than a thread's hop
         else:
-            packet = await asyncio.get_running_loop().run_in_executor(
-                connection.protocol.crypto_executor, build, *args)
+            # an upload part on the one encrypting thread of all our sessions, not on its
+            # connection's own: four of those threads and the loop on two CPUs held 4 more
+            # MiB and moved 2-5 % less (measured interleaved, 256 MB at 150 ms)
+            executor = _encrypt_thread() if build is pack_part else (
+                connection.protocol.crypto_executor)
+            packet = await asyncio.get_running_loop().run_in_executor(executor, build, *args)
         del what, args
         try:
             if admit is not None:
@@ -588,6 +592,17 @@ def _decrypt_thread() -> ThreadPoolExecutor:
     if _decrypter is None:
         _decrypter = ThreadPoolExecutor(1, thread_name_prefix="transfer-decrypt")
     return _decrypter
+
+
+# ... and one encrypts the upload parts of all of them (about 200 MB/s here)
+_encrypter: ThreadPoolExecutor | None = None
+
+
+def _encrypt_thread() -> ThreadPoolExecutor:
+    global _encrypter
+    if _encrypter is None:
+        _encrypter = ThreadPoolExecutor(1, thread_name_prefix="transfer-encrypt")
+    return _encrypter
 
 
 def lean_receive_counts() -> dict[str, int]:
