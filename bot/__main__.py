@@ -147,6 +147,8 @@ def _migrate_db(argv: list[str], settings) -> int:
                    help="postgresql://user:password@host:port/db (default: DATABASE_URL)")
     p.add_argument("--from", dest="source", default=settings.database_path,
                    help="the SQLite file (default: DATABASE_PATH)")
+    p.add_argument("--force", action="store_true",
+                   help="copy even over a target the bot has run on since")
     a = p.parse_args(argv)
     if not a.to or not a.to.startswith(("postgresql://", "postgres://")):
         print("Configuration error: migrate-db needs --to postgresql://... (or DATABASE_URL)",
@@ -156,7 +158,7 @@ def _migrate_db(argv: list[str], settings) -> int:
     from helpers.storage_migrate import MigrationError, copy_sqlite_to_postgres
 
     try:
-        counts = asyncio.run(copy_sqlite_to_postgres(a.source, a.to))
+        counts = asyncio.run(copy_sqlite_to_postgres(a.source, a.to, force=a.force))
     except (MigrationError, StorageRefused) as e:
         print(f"Configuration error: {e}", file=sys.stderr)
         return 2

@@ -7,7 +7,9 @@ target: an interrupted copy leaves the target as it was, never half-moved.
 
 Rows are upserted on their primary key, source wins: a second run over the same source
 leaves the target exactly as the first did (safe to re-run), and rows only the target has
-are kept. Session blobs are copied as the ciphertext they are; the same SESSION_KEY opens
+are kept. A target the bot has run on since (a job past the source's last id, or a /stats
+total above the source's) is refused unless `force`: source-wins would put back the old
+sessions, settings and totals over what the bot did there. Session blobs are copied as the ciphertext they are; the same SESSION_KEY opens
 them on the other side. The counters (the /stats totals that outlive the pruned history)
 are copied last, so what the target's triggers counted while rows arrived is replaced by
 the source's exact totals. The bot's peers also come from the library's session file beside
@@ -72,7 +74,8 @@ async def _pages(db: Database, table: str, columns: list[str], key: tuple[str, .
             return
 
 
-async def copy_sqlite_to_postgres(source: str | Path, target_url: str) -> dict[str, int]:
+async def copy_sqlite_to_postgres(source: str | Path, target_url: str, *,
+                                  force: bool = False) -> dict[str, int]:
     """Copy every table; returns the rows copied per table."""
     source = Path(source)
     if not source.is_file():
@@ -85,7 +88,7 @@ async def copy_sqlite_to_postgres(source: str | Path, target_url: str) -> dict[s
         try:
             if dst.dialect != "postgres":
                 raise MigrationError("--to must be a postgresql:// URL")
-            return await _copy(src, dst)
+            return await _copy(src, dst, force)
         finally:
             await dst.close()
     finally:
@@ -117,9 +120,32 @@ async def _bot_session_peers(src: Database, tx) -> int:
     return n
 
 
-async def _copy(src: Database, dst: Database) -> dict[str, int]:
+async def _in_use_since(src: Database, tx) -> str | None:
+    """What says the bot has run on the target after the source was copied there, if
+    anything: a job id past every id the source handed out, or a /stats total above the
+    source's (both only grow while a bot runs)."""
+    seq = await src._scalar("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'") or 0
+    top = max(int(seq), int(await src._scalar("SELECT COALESCE(MAX(id), 0) FROM jobs") or 0))
+    newer = int(await tx.scalar("SELECT COUNT(*) FROM jobs WHERE id > ?", (top,)) or 0)
+    if newer:
+        return f"{newer} job(s) newer than the source's last (id {top})"
+    theirs = {row["name"]: row["value"] for row in await src._page(
+        "SELECT name, value FROM counters", ())}
+    for name, value in theirs.items():
+        here = await tx.scalar("SELECT value FROM counters WHERE name = ?", (name,))
+        if here is not None and int(here) > int(value):
+            return f"the /stats total {name} is {here} there against {value} in the source"
+    return None
+
+
+async def _copy(src: Database, dst: Database, force: bool = False) -> dict[str, int]:
     counts: dict[str, int] = {}
     async with dst._tx() as tx:
+        used = None if force else await _in_use_since(src, tx)
+        if used:
+            raise MigrationError(
+                f"the target has been used since it was copied ({used}): copying again would "
+                "put the old sessions, settings and totals back over it; --force to do it anyway")
         for table, key in TABLES:
             columns = await _columns(src, table)
             sql = _upsert_sql(table, columns, key)

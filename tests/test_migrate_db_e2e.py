@@ -33,9 +33,9 @@ async def _caption_setting(p, template: str) -> None:
     await p.expect_text("Custom caption saved")
 
 
-def _migrate(db_path: Path, url: str) -> subprocess.CompletedProcess:
+def _migrate(db_path: Path, url: str, *extra: str) -> subprocess.CompletedProcess:
     env = bot_environment({"DATABASE_PATH": db_path})
-    return subprocess.run([sys.executable, "-m", "bot", "migrate-db", "--to", url],
+    return subprocess.run([sys.executable, "-m", "bot", "migrate-db", "--to", url, *extra],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -111,5 +111,20 @@ async def test_migrate_db_moves_a_deployment_and_the_bot_carries_on(sim, clients
         assert file_digest(path) == file_digest(src)
         jobs = await app.db.jobs_of_user(me.id)
         assert len(jobs) == 2 and jobs[0]["id"] > jobs[1]["id"]  # ids go on from SQLite's
+        for _ in range(200):  # the second job recorded as done on PostgreSQL
+            if (await app.db.stats())["jobs"]["done"] == 2:
+                break
+            await asyncio.sleep(0.05)
     finally:
         await app.stop()
+
+    # The bot has run on PostgreSQL since: copying the old SQLite file again would put its
+    # sessions, settings and totals back over that, so it is refused, and nothing changes.
+    used = await _dump(pg_url)
+    stale = _migrate(db_path, pg_url)
+    assert stale.returncode == 2, (stale.stdout, stale.stderr)
+    assert "has been used since" in stale.stderr and "--force" in stale.stderr
+    assert len(stale.stderr.strip().splitlines()) == 1, stale.stderr
+    assert await _dump(pg_url) == used
+    forced = _migrate(db_path, pg_url, "--force")
+    assert forced.returncode == 0, forced.stderr
