@@ -28,7 +28,7 @@ M_TRIM_THRESHOLD = -1
 MMAP_THRESHOLD = 128 * 1024
 # Free memory at the top of a heap that is kept for the next allocation rather than handed
 # back at once. A download's plaintext, ten heap blocks a part, is freed and taken again every
-# part; given back each time (glibc's 128 KiB), the next part pays ~280 fresh page faults,
+# part; given back each time (glibc's 128 KiB), the next part faults most of its pages in again,
 # which on a VM whose host takes freed pages back is 0.2-0.4 CPU ms per MB (a 256 MB
 # download, interleaved runs: 6.87 against 6.48-6.64). Transfers call trim() once idle, so
 # this is held only while they run.
@@ -40,8 +40,9 @@ HEAP_BLOCK = 112 * 1024
 
 
 def pin_mmap_threshold(nbytes: int = MMAP_THRESHOLD) -> bool:
-    """Pin glibc's mmap threshold (and set the trim threshold); True when set. A no-op (False) off glibc, and when the
-    operator chose a threshold already (MALLOC_MMAP_THRESHOLD_ or GLIBC_TUNABLES)."""
+    """Pin glibc's mmap threshold, and set its trim threshold; True when the first is set.
+    A no-op (False) off glibc, and when the operator chose a threshold already
+    (MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ or GLIBC_TUNABLES)."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or "mmap_threshold" in os.environ.get(

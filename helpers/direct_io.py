@@ -61,11 +61,9 @@ def open_direct(path: str, flags: int) -> int | None:
         return None
     try:
         return os.open(path, flags | _O_DIRECT)
-    except OSError as e:
-        if e.errno in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
-            _refused(path, e)
-            return None
-        raise
+    except OSError as e:  # EINVAL where refused; anything else: the cache still works
+        _refused(path, e)
+        return None
 
 
 class DirectFile:

@@ -48,6 +48,7 @@ from helpers.allocator import trim
 from helpers.cdn import CdnFile, CdnHashMismatch
 from helpers.client_adapter import Broken as _Broken
 from helpers.client_adapter import parse_messages
+from helpers.direct_io import DirectFile
 from helpers.file_reference import RefreshedLocation
 from helpers.transfer_budget import (
     BIG_FILE,
@@ -60,7 +61,6 @@ from helpers.transfer_budget import (
     plan,
 )
 from helpers.transfer_budget import UPLOAD_REQUESTS_PER_CONNECTION as UPLOAD_PER_CONNECTION
-from helpers.direct_io import DirectFile
 from helpers.transfer_frames import FilePart, PartSource
 from helpers.transfer_pool import Job as _Job
 from helpers.transfer_pool import Pools
