@@ -27,7 +27,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from helpers.direct_io import DirectFile  # noqa: E402
-from helpers.transfer_wire import write_at  # noqa: E402
 
 MB = 1000 * 1000
 MIB = 1024 * 1024
@@ -49,7 +48,7 @@ def write_file(path: str, size: int, direct: bool) -> float:
         raise SystemExit(f"O_DIRECT is refused in {os.path.dirname(path)}: nothing to compare")
     c0 = _cpu()
     for offset in range(0, size, MIB):
-        out.write(memoryview(part)[:min(MIB, size - offset)], offset, write_at)
+        out.write(memoryview(part)[:min(MIB, size - offset)], offset)
     cpu = _cpu() - c0
     out.close()
     return 1000 * cpu / (size / MB)

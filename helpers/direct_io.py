@@ -25,6 +25,8 @@ import mmap
 import os
 import threading
 
+from helpers.transfer_wire import as_pieces, write_at
+
 log = logging.getLogger("transfer")
 
 ALIGN = 4096  # a multiple of every logical block size in use (512 B, 4 KiB)
@@ -82,9 +84,9 @@ class DirectFile:
             _refused(self.path, e)
             os.close(dfd)
 
-    def write(self, data, offset: int, write_at) -> None:
-        """Write `data` (bytes or pieces: anything `write_at` takes, iterable as buffers) at
-        `offset`: its aligned head past the cache, the rest (a file's last bytes) through it."""
+    def write(self, data, offset: int) -> None:
+        """Write `data` (bytes or a part's Pieces) at `offset`: its aligned head past the
+        cache, the rest (a file's last bytes) through it."""
         dfd = self.direct
         n = len(data)
         head = n - n % ALIGN
@@ -93,7 +95,7 @@ class DirectFile:
             return
         buf = _staging(n)
         at = 0
-        for piece in (data.buffers if hasattr(data, "buffers") else (data,)):
+        for piece in as_pieces(data):
             k = len(piece)
             buf[at:at + k] = piece
             at += k

@@ -9,8 +9,8 @@ Rows are upserted on their primary key, source wins: a second run over the same 
 leaves the target exactly as the first did (safe to re-run), and rows only the target has
 are kept. A target the bot has run on since (a job past the source's last id, or a /stats
 total above the source's) is refused unless `force`: source-wins would put back the old
-sessions, settings and totals over what the bot did there. Session blobs are copied as the ciphertext they are; the same SESSION_KEY opens
-them on the other side. The counters (the /stats totals that outlive the pruned history)
+sessions, settings and totals over what the bot did there. Session blobs are copied as the
+ciphertext they are; the same SESSION_KEY opens them on the other side. The counters (the /stats totals that outlive the pruned history)
 are copied last, so what the target's triggers counted while rows arrived is replaced by
 the source's exact totals. The bot's peers also come from the library's session file beside
 the database (bot.session), where deployments kept them before bot_peers existed; a row
@@ -120,12 +120,18 @@ async def _bot_session_peers(src: Database, tx) -> int:
     return n
 
 
+async def _last_job_id(src: Database) -> int:
+    """The last job id SQLite handed out: AUTOINCREMENT's high-water mark, which pruning
+    leaves above MAX(id)."""
+    seq = await src._scalar("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'") or 0
+    return max(int(seq), int(await src._scalar("SELECT COALESCE(MAX(id), 0) FROM jobs") or 0))
+
+
 async def _in_use_since(src: Database, tx) -> str | None:
     """What says the bot has run on the target after the source was copied there, if
     anything: a job id past every id the source handed out, or a /stats total above the
     source's (both only grow while a bot runs)."""
-    seq = await src._scalar("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'") or 0
-    top = max(int(seq), int(await src._scalar("SELECT COALESCE(MAX(id), 0) FROM jobs") or 0))
+    top = await _last_job_id(src)
     newer = int(await tx.scalar("SELECT COUNT(*) FROM jobs WHERE id > ?", (top,)) or 0)
     if newer:
         return f"{newer} job(s) newer than the source's last (id {top})"
@@ -156,11 +162,9 @@ async def _copy(src: Database, dst: Database, force: bool = False) -> dict[str, 
             counts[table] = n
             log.info("migrate-db: %s: %d rows", table, n)
         counts["bot_peers"] += await _bot_session_peers(src, tx)
-        # AUTOINCREMENT's high-water mark, which pruning leaves above MAX(id)
-        seq = await src._scalar("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'") or 0
         name = await tx.scalar("SELECT pg_get_serial_sequence('jobs', 'id')")
         used = await tx.scalar(f"SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {name}")
-        top = max(int(seq), int(used or 0),
+        top = max(await _last_job_id(src), int(used or 0),
                   int(await tx.scalar("SELECT COALESCE(MAX(id), 0) FROM jobs")))
         await tx.scalar("SELECT setval(?::regclass, ?, ?)", (name, max(top, 1), top > 0))
     return counts

@@ -70,7 +70,6 @@ from helpers.transfer_resume import (
     remove_partial,
     sidecar_path,
 )
-from helpers.transfer_wire import write_at
 
 log = logging.getLogger("transfer")
 
@@ -464,7 +463,7 @@ class Transfers:
             self._io.submit(out.close)
 
     async def _write(self, out: DirectFile, data: bytes, offset: int) -> None:
-        await self._disk(out.write, data, offset, write_at)  # bytes, or a part's pieces
+        await self._disk(out.write, data, offset)  # bytes, or a part's pieces
 
     # parts -------------------------------------------------------------------------------
     async def _get_part(self, job: _Job, loc: RefreshedLocation, offset: int, limit: int,

@@ -10,7 +10,7 @@ import pytest
 from helpers import direct_io
 from helpers.direct_io import ALIGN, DirectFile
 from helpers.transfer_frames import PartSource
-from helpers.transfer_wire import Pieces, write_at
+from helpers.transfer_wire import Pieces
 
 MIB = 1024 * 1024
 
@@ -40,7 +40,7 @@ def test_parts_written_direct_read_back_the_same(tmp_path, size):
     out = DirectFile(str(path), fd, os.O_WRONLY)
     assert out.direct is not None
     for offset in list(range(0, size, MIB))[::-1]:  # out of order, as parallel parts land
-        out.write(_pieces(data[offset:offset + MIB], 112 * 1024 + 3), offset, write_at)
+        out.write(_pieces(data[offset:offset + MIB], 112 * 1024 + 3), offset)
     assert out.direct is not None  # nothing was refused on the way
     out.close()
     assert path.read_bytes() == data
@@ -50,8 +50,8 @@ def test_unaligned_offsets_and_bytes_go_through_the_cache(tmp_path):
     path = tmp_path / "out.bin"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     out = DirectFile(str(path), fd, os.O_WRONLY)
-    out.write(b"abc", 0, write_at)
-    out.write(b"x" * (2 * ALIGN), 3, write_at)  # not on a block boundary
+    out.write(b"abc", 0)
+    out.write(b"x" * (2 * ALIGN), 3)  # not on a block boundary
     out.close()
     assert path.read_bytes() == b"abc" + b"x" * (2 * ALIGN)
 
@@ -61,7 +61,7 @@ def test_disabled_means_no_second_descriptor(tmp_path):
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     out = DirectFile(str(path), fd, os.O_WRONLY, enabled=False)
     assert out.direct is None
-    out.write(b"y" * MIB, 0, write_at)
+    out.write(b"y" * MIB, 0)
     out.close()
     assert path.read_bytes() == b"y" * MIB
 
@@ -81,9 +81,9 @@ def test_a_refused_write_falls_back_to_the_cache_for_good(tmp_path, monkeypatch)
 
     monkeypatch.setattr(direct_io.os, "pwrite", pwrite)
     data = os.urandom(2 * MIB)
-    out.write(data[:MIB], 0, write_at)
+    out.write(data[:MIB], 0)
     assert out.direct is None
-    out.write(data[MIB:], MIB, write_at)
+    out.write(data[MIB:], MIB)
     out.close()
     assert path.read_bytes() == data
 
