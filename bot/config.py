@@ -15,11 +15,10 @@ import re
 from dataclasses import dataclass, fields
 from typing import Mapping
 
-from helpers.event_loop import CHOICES as EVENT_LOOPS
-
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_EVENT_LOOPS = ("auto", "uvloop", "asyncio")  # helpers/event_loop.py
 _TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
 _FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
 _INT_RE = re.compile(r"\+?[0-9]{1,18}", re.ASCII)
@@ -328,8 +327,8 @@ def load_settings(environ: Mapping[str, str] | None = None,
         raise ConfigError(f"MEMORY_WARN_MB must be below MEMORY_LIMIT_MB ({limit}), got {warn}")
 
     event_loop = (r.raw("EVENT_LOOP") or "auto").lower()
-    if event_loop not in EVENT_LOOPS:
-        raise ConfigError(f"EVENT_LOOP must be one of {', '.join(EVENT_LOOPS)}, "
+    if event_loop not in _EVENT_LOOPS:
+        raise ConfigError(f"EVENT_LOOP must be one of {', '.join(_EVENT_LOOPS)}, "
                           f"got {r.raw('EVENT_LOOP')!r}")
     level = (r.raw("LOG_LEVEL") or "INFO").upper()
     if level not in _LOG_LEVELS:
