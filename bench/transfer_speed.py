@@ -244,9 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        from helpers import event_loop  # the loop the bot runs on (EVENT_LOOP)
-        new_loop = event_loop.factory(os.environ.get("EVENT_LOOP", "auto").lower() or "auto")
-        print(json.dumps(event_loop.run(child(json.loads(args.child)), new_loop)), flush=True)
+        print(json.dumps(asyncio.run(child(json.loads(args.child)))), flush=True)
         return 0
     sizes = [int(s) for s in args.sizes_mb.split(",") if s]
     latencies = [float(s) for s in args.latency_ms.split(",") if s]

@@ -42,28 +42,6 @@ def _start_tracemalloc(loop: asyncio.AbstractEventLoop) -> None:
     loop.add_signal_handler(signal.SIGUSR1, dump)
 
 
-def _new_loop(settings):
-    """The loop EVENT_LOOP chose (helpers/event_loop.py), or None after one clear line."""
-    from helpers import event_loop
-
-    try:
-        return event_loop.factory(settings.event_loop)
-    except ImportError as e:  # EVENT_LOOP=uvloop without uvloop installed
-        print(f"Configuration error: EVENT_LOOP={settings.event_loop}: {e}", file=sys.stderr)
-        return None
-
-
-def _run_on_loop(main, settings) -> int:
-    """`main` on the loop EVENT_LOOP chose."""
-    from helpers import event_loop
-
-    new_loop = _new_loop(settings)
-    if new_loop is None:
-        main.close()
-        return 2
-    return event_loop.run(main, new_loop)
-
-
 def _run_bot(settings, role: str | None = None) -> int:
     # Render sends SIGTERM on every deploy, maybe while the heavy imports below still run.
     # Nothing is open during them, so a stop then leaves at once; after them it is noted
@@ -92,13 +70,8 @@ def _run_bot(settings, role: str | None = None) -> int:
         _start_tracemalloc(loop)
         await App(settings).run_forever(stop)
 
-    from helpers import event_loop
-
     try:
-        new_loop = _new_loop(settings)
-        if new_loop is None:
-            return 2
-        event_loop.run(main(), new_loop)
+        asyncio.run(main())
     except ConfigError as e:
         print(f"Configuration error: {e}", file=sys.stderr)
         return 2
@@ -226,7 +199,7 @@ def main(argv: list[str]) -> int:
     if argv in (["--sim"], ["rehearse"]):
         from harness.rehearsal import rehearse
 
-        return _run_on_loop(rehearse(settings), settings)
+        return asyncio.run(rehearse(settings))
     if argv:
         # Only a command word is echoed: an argument may be a URL with a password in it.
         word = argv[0] if argv[0].replace("-", "").isalnum() else "that argument"
@@ -244,7 +217,7 @@ def main(argv: list[str]) -> int:
               "Telegram on loopback (python -m bot --sim), and exits.\n")
         from harness.rehearsal import rehearse
 
-        return _run_on_loop(rehearse(settings), settings)
+        return asyncio.run(rehearse(settings))
     return _run_bot(settings)
 
 

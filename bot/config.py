@@ -18,7 +18,6 @@ from typing import Mapping
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_EVENT_LOOPS = ("auto", "uvloop", "asyncio")  # helpers/event_loop.py
 _TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
 _FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
 _INT_RE = re.compile(r"\+?[0-9]{1,18}", re.ASCII)
@@ -88,7 +87,6 @@ class Settings:
     premium_batch_cap: int = 200
     constrained: bool = False
     log_level: str = "INFO"
-    event_loop: str = "auto"
     metrics_token: str = ""
     transfer_connections: int = 4
     transfer_parts_in_flight: int = 32
@@ -326,10 +324,6 @@ def load_settings(environ: Mapping[str, str] | None = None,
     if warn >= limit:
         raise ConfigError(f"MEMORY_WARN_MB must be below MEMORY_LIMIT_MB ({limit}), got {warn}")
 
-    event_loop = (r.raw("EVENT_LOOP") or "auto").lower()
-    if event_loop not in _EVENT_LOOPS:
-        raise ConfigError(f"EVENT_LOOP must be one of {', '.join(_EVENT_LOOPS)}, "
-                          f"got {r.raw('EVENT_LOOP')!r}")
     level = (r.raw("LOG_LEVEL") or "INFO").upper()
     if level not in _LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, "
@@ -369,7 +363,6 @@ def load_settings(environ: Mapping[str, str] | None = None,
         premium_batch_cap=r.int("PREMIUM_BATCH_CAP", 200),
         constrained=constrained,
         log_level=level,
-        event_loop=event_loop,
         metrics_token=r.raw("METRICS_TOKEN") or "",
         split_mb=r.int("SPLIT_MB", 0, minimum=0, maximum=4000),
         transfer_connections=r.int("TRANSFER_CONNECTIONS", 2 if constrained else 4, maximum=16),

@@ -18,15 +18,6 @@ if str(ROOT) not in sys.path:
 from harness.botenv import bot_env  # noqa: E402
 from harness.simclients import SimClients  # noqa: E402
 from harness.simserver import tgsim_in_process  # noqa: E402
-from helpers import event_loop  # noqa: E402
-
-
-def pytest_asyncio_loop_factories(config, item):
-    """Every test runs on the loop the bot runs on (helpers/event_loop.py, EVENT_LOOP)."""
-    choice = os.environ.get("EVENT_LOOP", "auto").lower() or "auto"
-    new_loop = event_loop.factory(choice)
-    return {"uvloop" if new_loop is not event_loop.asyncio.new_event_loop else "asyncio":
-            new_loop}
 
 
 @pytest.fixture
