@@ -502,6 +502,17 @@ async def _write_packet(connection, packet: Packet | tuple[bytes, bytes]) -> Non
             _packet_buffers.give(buf)
 
 
+class _OurResult(_Result):
+    """The slot of one of our requests in `session.results`; `lost` once its session
+    stopped or restarted under it (LeanMediaSession._stop): its answer will never come."""
+
+    __slots__ = ("lost",)
+
+    def __init__(self):
+        super().__init__()
+        self.lost = False
+
+
 async def send(session: Session, query, timeout: float, on_sent: Callable[[], None]):
     """`Session.send`, minus what a parallel transfer cannot afford: it keeps the request
     and its encrypted copy referenced until the answer comes (two copies of every upload
@@ -523,9 +534,15 @@ async def send(session: Session, query, timeout: float, on_sent: Callable[[], No
     else:
         kind, build, what = type(query), pack_parts, query.write()
     del query
-    slot = _Result()
+    slot = _OurResult()
     session.results[msg_id] = slot
+    ours = getattr(session, "ours", None)
+    if ours is not None:
+        ours.add(slot)
     try:
+        if (getattr(session, "stopping", False) or not session.is_started.is_set()
+                or session.connection is not connection):
+            raise Broken("media session stopped")
         args = (what, msg_id, seq_no, session.salt, session.session_id, session.auth_key,
                 session.auth_key_id)
         if build is pack_parts and len(what) <= INLINE_PACK:
@@ -554,6 +571,10 @@ async def send(session: Session, query, timeout: float, on_sent: Callable[[], No
         raise TimeoutError(f"no answer in {timeout:.0f} s") from None
     finally:
         session.results.pop(msg_id, None)
+        if ours is not None:
+            ours.discard(slot)
+    if slot.lost:
+        raise Broken("connection lost")
     value = slot.value
     if isinstance(value, raw.types.RpcError):
         errors.RPCError.raise_it(value, kind)
@@ -642,6 +663,24 @@ def _lean_frames(connection) -> wire.AbridgedFrames | None:
 
 class LeanMediaSession(Session):
     """A media (or CDN) session whose file answers skip the library's copies; see above."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ours: set[_OurResult] = set()  # our requests waiting for an answer (send)
+        self.stopping = False  # from _stop until the next start: send refuses
+
+    async def start(self) -> None:
+        self.stopping = False
+        await super().start()
+
+    async def _stop(self) -> None:
+        """Stopping (or restarting) ends the connection our waiting requests were sent on:
+        their answers will never come, so they fail now rather than at their timeout."""
+        self.stopping = True
+        for slot in list(self.ours):
+            slot.lost = True
+            slot.event.set()
+        await super()._stop()
 
     async def recv_worker(self):
         frames = _lean_frames(self.connection)

@@ -78,7 +78,6 @@ def consume(task: asyncio.Future) -> None:
 
 class Pools:
     START_TIMEOUT_S = 10.0  # a media session that is not up in this long is given up
-    WATCH_EVERY_S = 0.2  # how often an in-flight request checks its connection is alive
     # requests built and waiting for the wire, per connection: two, so the next part is read
     # and encrypted while one is on the wire (one left the link idle during every pack)
     UNSENT_PER_CONNECTION = 2
@@ -105,8 +104,9 @@ class Pools:
 
     async def invoke(self, job: Job, make_query: Callable[[], Awaitable[Any]],
                      timeout: float):
-        """One request on the least busy connection of the job's DC, watching that connection:
-        if it restarts under the request, the answer will never come."""
+        """One request on the least busy connection of the job's DC. If that connection
+        stops or restarts under the request, whose answer then never comes, the adapter
+        raises Broken at once (no task or timer per request watches it)."""
         pool = self.get(job.client, job.dc_id, job.cdn)
         conn = self._acquire(pool, job)
         slot = False
@@ -121,23 +121,8 @@ class Pools:
             session = await self._ready(conn)
             await conn.unsent.acquire()
             slot = True
-            transport = adapter.connection_of(session)
-            request = asyncio.ensure_future(
-                adapter.send(session, await make_query(), timeout, sent))
             try:
-                while True:
-                    done, _ = await asyncio.wait({request}, timeout=self.WATCH_EVERY_S)
-                    if done:
-                        break
-                    if (adapter.connection_of(session) is not transport
-                            or not adapter.is_up(session)):
-                        raise Broken("connection lost")
-            finally:
-                if not request.done():
-                    request.cancel()
-                    request.add_done_callback(consume)
-            try:
-                return request.result()
+                return await adapter.send(session, await make_query(), timeout, sent)
             except TimeoutError:
                 self.doom(conn)  # silent for the part timeout: do not trust it again
                 raise

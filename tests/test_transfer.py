@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import json
 import os
 import time
@@ -149,14 +150,20 @@ async def test_cross_check_with_stock_client_and_media_kinds(clients, phone, tmp
 
 
 async def test_dropped_connection_and_flood_wait_mid_file(clients, phone, tmp_path, sim,
-                                                          transfers):
+                                                          transfers, caplog):
     user = await clients.user(phone, "Faults")
     src, msg = await _upload(transfers, user, tmp_path, "f.bin", 12 * MIB + 5)
     sim.faults.drop_after_file_bytes = 2 * MIB
     sim.faults.drops_left = 1
-    out = await transfers.download(user, msg, str(tmp_path / "dl" / "drop.bin"))
+    with caplog.at_level(logging.INFO, logger="transfer"):
+        out = await transfers.download(user, msg, str(tmp_path / "dl" / "drop.bin"))
     assert sim.faults.drops_left == 0, "the connection was not dropped"
     assert file_digest(out) == file_digest(src)
+    # the parts waiting on the dropped connection failed with it, at once, and were asked
+    # again: none sat out the part timeout
+    retries = [r.getMessage() for r in caplog.records if "; retry " in r.getMessage()]
+    assert any("connection lost" in m for m in retries), retries
+    assert not any("no answer" in m for m in retries), retries
 
     sim.faults.reset()
     sim.faults.flood["upload.GetFile"] = FloodRule(every=4, seconds=1, limit=2)

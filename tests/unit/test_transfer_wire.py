@@ -196,6 +196,9 @@ class FakeTransport:
     def resume_reading(self):
         self.paused = False
 
+    def get_extra_info(self, name, default=None):
+        return default  # no socket: frames come as the socket hands them over
+
 
 class FakeInner(asyncio.Protocol):
     def __init__(self):
@@ -314,3 +317,73 @@ def test_the_wire_constants_are_the_schemas():
     assert wire.RPC_RESULT == raw.types.RpcResult.ID
     assert struct.calcsize("<8s8sqii") == 32
     assert Bytes(b"x" * 300)[:4] == b"\xfe" + (300).to_bytes(3, "little")
+
+
+class CountingFrames(wire.AbridgedFrames):
+    reads = 0
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.reads += 1
+        super().buffer_updated(nbytes)
+
+
+async def test_a_large_frame_dribbling_in_over_tcp_wakes_the_reader_about_once():
+    """On a real TCP socket the low-water mark holds readiness until the frame is whole:
+    a 1 MiB frame sent in 20 pieces is read in a few wakeups, and the small frame after
+    it is not held back (the mark is one byte again between frames)."""
+    loop = asyncio.get_running_loop()
+    large, small = os.urandom(1024 * 1024 + 48), b"\x6c\xfe\xff\xff"
+    stream = abridged(large) + abridged(small)
+    accepted: asyncio.Future = loop.create_future()
+
+    async def serve(reader, writer):
+        accepted.set_result(writer)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport, inner = await loop.create_connection(FakeInner, "127.0.0.1", port)
+    writer = await asyncio.wait_for(accepted, 5)
+    frames = CountingFrames(inner, transport)
+    transport.set_protocol(frames)
+    try:
+        chunk = len(stream) // 20 + 1
+        for at in range(0, len(stream) - len(abridged(small)), chunk):
+            writer.write(stream[at:min(at + chunk, len(stream) - len(abridged(small)))])
+            await writer.drain()
+            await asyncio.sleep(0.005)  # a slow link: each piece arrives on its own
+        writer.write(abridged(small))
+        got = await frames.recv(5)
+        assert bytes(got) == large
+        frames.release()
+        assert await frames.recv(5) == small
+        assert frames.reads <= 6, f"{frames.reads} reads for a frame sent in 20 pieces"
+    finally:
+        transport.close()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_silent_peer_mid_frame_still_times_out_over_tcp():
+    """Bytes held back by the low-water mark count as life, none at all do not."""
+    loop = asyncio.get_running_loop()
+    accepted: asyncio.Future = loop.create_future()
+
+    async def serve(reader, writer):
+        accepted.set_result(writer)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport, inner = await loop.create_connection(FakeInner, "127.0.0.1", port)
+    writer = await asyncio.wait_for(accepted, 5)
+    frames = wire.AbridgedFrames(inner, transport)
+    transport.set_protocol(frames)
+    try:
+        writer.write(abridged(os.urandom(200_000))[:150_000])  # then nothing more
+        await writer.drain()
+        assert await asyncio.wait_for(frames.recv(0.3), 5) is None
+    finally:
+        transport.close()
+        writer.close()
+        server.close()
+        await server.wait_closed()
