@@ -600,7 +600,7 @@ async def send(session: Session, query, timeout: float, on_sent: Callable[[], No
 
 _FILE_TYPES = {cls.ID: cls for cls in vars(raw.types.storage).values()
                if isinstance(cls, type) and hasattr(cls, "ID")}
-_lean_counts = {"parts": 0, "library": 0}
+_lean_counts = {"parts": 0, "library": 0, "simple": 0}
 # One thread decrypts the large answers of all our media sessions, not one per connection as
 # the library does: the plaintexts then come from one malloc arena, not one per connection
 # (each holding its freed parts), and fewer threads contend for the GIL. One thread opens
@@ -626,7 +626,8 @@ def _encrypt_thread() -> ThreadPoolExecutor:
 
 
 def lean_receive_counts() -> dict[str, int]:
-    """Large packets our media sessions answered from their own path / left to the library."""
+    """Large packets our media sessions answered from their own path / left to the library,
+    and small ones of acks and Bool results answered on the loop ("simple")."""
     return dict(_lean_counts)
 
 
@@ -668,6 +669,7 @@ class LeanMediaSession(Session):
         super().__init__(*args, **kwargs)
         self.ours: set[_OurResult] = set()  # our requests waiting for an answer (send)
         self.stopping = False  # from _stop until the next start: send refuses
+        self._acking = False  # a MsgsAck of pending_acks is on its way
 
     async def start(self) -> None:
         self.stopping = False
@@ -691,8 +693,49 @@ class LeanMediaSession(Session):
             if packet is None or len(packet) == 4:
                 self._transport_failed(packet)
                 break
-            self._create_tracked_task(self._handle_frame(frames, packet))
+            if not (isinstance(packet, bytes) and self._simple_answer(packet)):
+                self._create_tracked_task(self._handle_frame(frames, packet))
             del packet
+
+    def _simple_answer(self, packet: bytes) -> bool:
+        """A small packet of acks and Bool results (an upload part's answer), handled here
+        on the loop: decrypted and checked as a large one is, then as the library's
+        handle_packet would (msg_id rules, acks, the request's slot), without its thread
+        hop, its parse into objects and its task per ack. False: the library's to handle."""
+        if len(packet) > INLINE_PACK:
+            return False
+        try:
+            message = wire.open_message(packet, self.session_id, self.auth_key,
+                                        self.auth_key_id, aes.ige256_decrypt)
+        except wire.Refused:
+            return False  # the library's to judge: it restarts the session on such a packet
+        simple = wire.simple_messages(message)
+        if simple is None:
+            return False
+        _lean_counts["simple"] += 1
+        for m in simple:
+            if not self._admit(m.msg_id, m.seq_no):
+                return True  # as the library: the rest of the packet goes with it
+            if m.req_msg_id is not None:
+                slot = self.results.get(m.req_msg_id)
+                if slot is not None:
+                    slot.value = m.value
+                    slot.event.set()
+        if len(self.pending_acks) >= self.ACKS_THRESHOLD and not self._acking:
+            self._acking = True
+            self._create_tracked_task(self._send_acks())
+        return True
+
+    async def _send_acks(self) -> None:
+        try:
+            acks = list(self.pending_acks)
+            await self.send(raw.types.MsgsAck(msg_ids=acks), False)
+        except OSError:
+            pass
+        else:
+            self.pending_acks.difference_update(acks)
+        finally:
+            self._acking = False
 
     async def _handle_frame(self, frames: wire.AbridgedFrames, packet) -> None:
         if isinstance(packet, wire.Pieces):
@@ -734,7 +777,7 @@ class LeanMediaSession(Session):
         del packet
         _lean_counts["parts"] += 1
         message, answer = found
-        if not await self._admit(message.msg_id, message.seq_no):
+        if not self._admit(message.msg_id, message.seq_no):
             return
         slot = self.results.get(answer.req_msg_id)
         if slot is not None:
@@ -744,15 +787,11 @@ class LeanMediaSession(Session):
                 slot.value = raw.types.upload.File(type=_FILE_TYPES[answer.file_type](),
                                                    mtime=answer.mtime, bytes=answer.data)
             slot.event.set()
-        if len(self.pending_acks) >= self.ACKS_THRESHOLD:
-            try:
-                await self.send(raw.types.MsgsAck(msg_ids=list(self.pending_acks)), False)
-            except OSError:
-                pass
-            else:
-                self.pending_acks.clear()
+        if len(self.pending_acks) >= self.ACKS_THRESHOLD and not self._acking:
+            self._acking = True
+            await self._send_acks()
 
-    async def _admit(self, msg_id: int, seq_no: int) -> bool:
+    def _admit(self, msg_id: int, seq_no: int) -> bool:
         """A received message against MTProto's msg_id rules (core.telegram.org/mtproto/
         security_guidelines#checking-msg-id): never seen on this session, not older than
         the oldest one kept, at most 300 s old and 30 s ahead. The history is the session's
@@ -765,7 +804,7 @@ class LeanMediaSession(Session):
             if msg_id in self.pending_acks:
                 return False  # a repeat of one already waiting for our ack
             self.pending_acks.add(msg_id)
-        problem = await self._msg_id_problem(msg_id)
+        problem = self._msg_id_problem(msg_id)
         if problem is not None:
             log.info("Discarding packet: %s", problem)
             self.ignore_count += 1
@@ -776,7 +815,7 @@ class LeanMediaSession(Session):
         bisect.insort(self.stored_msg_ids, msg_id)
         return True
 
-    async def _msg_id_problem(self, msg_id: int) -> str | None:
+    def _msg_id_problem(self, msg_id: int) -> str | None:
         if msg_id in self.recent_msg_ids:  # a message of the connection before this one
             self.recent_msg_ids.remove(msg_id)
             return "msg_id of an earlier connection"
@@ -790,7 +829,9 @@ class LeanMediaSession(Session):
         at = bisect.bisect_left(kept, msg_id)
         if at < len(kept) and kept[at] == msg_id:
             return "msg_id seen before"
-        ahead_s = (msg_id - await self.msg_factory.allocate_message_identity()) / 2**32
+        # against the client's server time, as the library's check is (it takes a fresh
+        # msg_id for it, which is that time to within 4 ticks)
+        ahead_s = msg_id / 2**32 - self.client.server_time
         if ahead_s > 30:
             return f"msg_id {ahead_s:.0f} s ahead of our clock"
         if ahead_s < -300:

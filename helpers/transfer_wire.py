@@ -217,6 +217,61 @@ def file_answer(body: Pieces) -> FileAnswer | None:
     return FileAnswer(req_msg_id, kind, file_type, mtime, body.slice(start, end))
 
 
+MSG_CONTAINER = 0x73F1F8DC  # msg_container#73f1f8dc messages:vector<%Message>
+MSGS_ACK = 0x62D6B459  # msgs_ack#62d6b459 msg_ids:Vector<long>
+VECTOR = 0x1CB5C415
+BOOLS = {0x997275B5: True, 0xBC799737: False}  # boolTrue, boolFalse
+_INNER = struct.Struct("<qii")  # a container's message: msg_id, seqno, bytes
+
+
+class Simple(NamedTuple):
+    """An rpc_result carrying a Bool (req_msg_id, value), or a msgs_ack (both None)."""
+
+    msg_id: int
+    seq_no: int
+    req_msg_id: int | None
+    value: bool | None
+
+
+def _simple(msg_id: int, seq_no: int, body) -> Simple | None:
+    n = len(body)
+    if n < 4:
+        return None
+    kind = _U32.unpack_from(body)[0]
+    if kind == RPC_RESULT and n == 16:
+        value = BOOLS.get(_U32.unpack_from(body, 12)[0])
+        if value is not None:
+            return Simple(msg_id, seq_no, _Q64.unpack_from(body, 4)[0], value)
+    elif (kind == MSGS_ACK and n >= 12 and _U32.unpack_from(body, 4)[0] == VECTOR
+          and n == 12 + 8 * _U32.unpack_from(body, 8)[0]):
+        return Simple(msg_id, seq_no, None, None)
+    return None
+
+
+def simple_messages(message: Message) -> list[Simple] | None:
+    """What an upload part's answer is made of (core.telegram.org/mtproto/service_messages):
+    msgs_ack and rpc_result -> Bool, alone or in a msg_container. None for anything else,
+    which is the library's to parse."""
+    body = bytes(message.body)
+    if len(body) >= 8 and _U32.unpack_from(body)[0] == MSG_CONTAINER:
+        count, at, out = _U32.unpack_from(body, 4)[0], 8, []
+        for _ in range(count):
+            if at + _INNER.size > len(body):
+                return None
+            msg_id, seq_no, length = _INNER.unpack_from(body, at)
+            at += _INNER.size
+            if length < 0 or at + length > len(body):
+                return None
+            inner = _simple(msg_id, seq_no, memoryview(body)[at:at + length])
+            if inner is None:
+                return None
+            out.append(inner)
+            at += length
+        return out if at == len(body) and out else None
+    single = _simple(message.msg_id, message.seq_no, body)
+    return None if single is None else [single]
+
+
 class AbridgedFrames(asyncio.BufferedProtocol):
     """Frames of the abridged TCP transport (core.telegram.org/mtproto/mtproto-transports),
     read by the socket straight into their buffers: a large frame costs no copy in user space.

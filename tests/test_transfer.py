@@ -71,6 +71,8 @@ async def test_boundary_sizes_round_trip_byte_identical(clients, phone, tmp_path
         # the large answers came the lean way (helpers/transfer_wire.py), none the library's
         now = adapter.lean_receive_counts()
         assert now["parts"] > lean["parts"] and now["library"] == lean["library"]
+        # and the upload parts' answers (acks, rpc_result -> boolTrue) on the loop
+        assert now["simple"] > lean["simple"]
     finally:
         await one_mb.close()
 

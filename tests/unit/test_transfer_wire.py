@@ -314,7 +314,14 @@ def test_pieces_slice_and_head():
 
 
 def test_the_wire_constants_are_the_schemas():
+    from pyrogram.raw.core import MsgContainer
+    from pyrogram.raw.core.primitives.bool import BoolFalse, BoolTrue
+    from pyrogram.raw.core.primitives.vector import Vector
+
     assert wire.RPC_RESULT == raw.types.RpcResult.ID
+    assert wire.BOOLS == {BoolTrue.ID: True, BoolFalse.ID: False}
+    assert wire.MSGS_ACK == raw.types.MsgsAck.ID and wire.VECTOR == Vector.ID
+    assert wire.MSG_CONTAINER == MsgContainer.ID
     assert struct.calcsize("<8s8sqii") == 32
     assert Bytes(b"x" * 300)[:4] == b"\xfe" + (300).to_bytes(3, "little")
 
@@ -387,3 +394,46 @@ async def test_a_silent_peer_mid_frame_still_times_out_over_tcp():
         writer.close()
         server.close()
         await server.wait_closed()
+
+
+def _message(body: bytes, msg_id: int = MSG_ID, seq_no: int = 1) -> wire.Message:
+    return wire.Message(msg_id, seq_no, wire.Pieces([body]))
+
+
+def _inner(msg_id: int, seq_no: int, body: bytes) -> bytes:
+    return struct.pack("<qii", msg_id, seq_no, len(body)) + body
+
+
+def test_simple_messages_read_acks_and_bool_results_alone_or_in_a_container():
+    true_result = struct.pack("<IqI", raw.types.RpcResult.ID, REQ, 0x997275B5)  # boolTrue
+    false_result = struct.pack("<IqI", raw.types.RpcResult.ID, REQ + 4, 0xBC799737)
+    ack = raw.types.MsgsAck(msg_ids=[11, 12, 13]).write()
+    assert wire.simple_messages(_message(true_result)) == [
+        wire.Simple(MSG_ID, 1, REQ, True)]
+    assert wire.simple_messages(_message(ack, seq_no=0)) == [wire.Simple(MSG_ID, 0, None, None)]
+    container = (struct.pack("<II", wire.MSG_CONTAINER, 3) + _inner(101, 0, ack)
+                 + _inner(105, 1, true_result) + _inner(109, 3, false_result))
+    assert wire.simple_messages(_message(container, seq_no=0)) == [
+        wire.Simple(101, 0, None, None), wire.Simple(105, 1, REQ, True),
+        wire.Simple(109, 3, REQ + 4, False)]
+
+
+@pytest.mark.parametrize("body", [
+    raw.types.RpcResult(req_msg_id=REQ, result=raw.types.RpcError(
+        error_code=420, error_message="FLOOD_WAIT_3")).write(),
+    raw.types.BadServerSalt(bad_msg_id=REQ, bad_msg_seqno=1, error_code=48,
+                            new_server_salt=7).write(),
+    raw.types.Pong(msg_id=REQ, ping_id=1).write(),
+    raw.types.MsgsAck(msg_ids=[1, 2]).write()[:-4],  # cut short
+    b"\x01\x02",
+])
+def test_anything_else_is_left_to_the_library(body):
+    assert wire.simple_messages(_message(body)) is None
+    # nor in a container, next to a simple one
+    ack = raw.types.MsgsAck(msg_ids=[1]).write()
+    container = (struct.pack("<II", wire.MSG_CONTAINER, 2) + _inner(101, 0, ack)
+                 + _inner(105, 1, body))
+    assert wire.simple_messages(_message(container)) is None
+    # and a container whose count or lengths lie
+    lying = struct.pack("<II", wire.MSG_CONTAINER, 3) + _inner(101, 0, ack)
+    assert wire.simple_messages(_message(lying)) is None
