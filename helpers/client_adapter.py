@@ -504,13 +504,32 @@ async def _write_packet(connection, packet: Packet | tuple[bytes, bytes]) -> Non
 
 class _OurResult(_Result):
     """The slot of one of our requests in `session.results`; `lost` once its session
-    stopped or restarted under it (LeanMediaSession._stop): its answer will never come."""
+    stopped or restarted under it (LeanMediaSession._stop): its answer will never come.
+    `sink`: see WithSink."""
 
-    __slots__ = ("lost",)
+    __slots__ = ("lost", "sink")
 
-    def __init__(self):
+    def __init__(self, sink=None):
         super().__init__()
         self.lost = False
+        self.sink = sink
+
+
+class WithSink(NamedTuple):
+    """A upload.getFile and where its bytes go: `sink(data) -> bool` is called on the
+    decrypting thread with the checked answer's bytes (Pieces), and True means it wrote
+    them; the answer's `bytes` is then a `Written` of their length. This spares a part a
+    second thread hop (to the disk thread and back); False leaves the bytes in the answer."""
+
+    query: Any
+    sink: Callable[[Any], bool]
+
+
+class Written(int):
+    """A file answer's bytes that its sink wrote: only their length is left."""
+
+    def __len__(self) -> int:
+        return int(self)
 
 
 async def send(session: Session, query, timeout: float, on_sent: Callable[[], None]):
@@ -528,13 +547,15 @@ async def send(session: Session, query, timeout: float, on_sent: Callable[[], No
     factory = session.msg_factory
     msg_id = await factory.allocate_message_identity()
     seq_no = await factory.allocate_message_sequence(True)  # file requests are content
-    admit = None
+    admit = sink = None
+    if isinstance(query, WithSink):
+        query, sink = query
     if isinstance(query, frames.FilePart):
         kind, build, what, admit = query.kind, pack_part, query, query.admit
     else:
         kind, build, what = type(query), pack_parts, query.write()
     del query
-    slot = _OurResult()
+    slot = _OurResult(sink)
     session.results[msg_id] = slot
     ours = getattr(session, "ours", None)
     if ours is not None:
@@ -600,7 +621,7 @@ async def send(session: Session, query, timeout: float, on_sent: Callable[[], No
 
 _FILE_TYPES = {cls.ID: cls for cls in vars(raw.types.storage).values()
                if isinstance(cls, type) and hasattr(cls, "ID")}
-_lean_counts = {"parts": 0, "library": 0, "simple": 0}
+_lean_counts = {"parts": 0, "library": 0, "simple": 0, "written": 0}
 # One thread decrypts the large answers of all our media sessions, not one per connection as
 # the library does: the plaintexts then come from one malloc arena, not one per connection
 # (each holding its freed parts), and fewer threads contend for the GIL. One thread opens
@@ -627,21 +648,29 @@ def _encrypt_thread() -> ThreadPoolExecutor:
 
 def lean_receive_counts() -> dict[str, int]:
     """Large packets our media sessions answered from their own path / left to the library,
-    and small ones of acks and Bool results answered on the loop ("simple")."""
+    small ones of acks and Bool results answered on the loop ("simple"), and file answers
+    their sink wrote from the decrypting thread ("written")."""
     return dict(_lean_counts)
 
 
 def _open_file_answer(packet, session_id: bytes, auth_key: bytes, auth_key_id: bytes,
-                      recycle):
-    """On the decrypting thread: the checked message and its file answer, or None
-    when the packet is something else (the library then unpacks it again, rare)."""
+                      recycle, results=None):
+    """On the decrypting thread: the checked message, its file answer and whether the
+    request's sink wrote its bytes (`results`: the session's slots, read here, written only
+    on the loop); None when the packet is something else (the library then unpacks it
+    again, rare)."""
     message = wire.open_message(packet, session_id, auth_key, auth_key_id, aes.ige256_decrypt,
                                 wire.looks_like_file_answer, recycle)
     answer = None if message is None else wire.file_answer(message.body)
     if answer is None or (answer.constructor == wire.UPLOAD_FILE
                           and answer.file_type not in _FILE_TYPES):
         return None
-    return message, answer
+    # the bytes are the server's own answer to that request (msg_key checked), so they may
+    # go to disk before the loop's msg_id checks: a repeat would write the same bytes again
+    sink = getattr(results.get(answer.req_msg_id), "sink", None) if results else None
+    written = (answer.constructor == wire.UPLOAD_FILE and sink is not None
+               and sink(answer.data))
+    return message, answer, written
 
 
 def _lean_frames(connection) -> wire.AbridgedFrames | None:
@@ -761,7 +790,7 @@ class LeanMediaSession(Session):
         try:
             found = await self.client.loop.run_in_executor(
                 _decrypt_thread(), _open_file_answer, packet,
-                self.session_id, self.auth_key, self.auth_key_id, frames.recycle)
+                self.session_id, self.auth_key, self.auth_key_id, frames.recycle, self.results)
             if found is None:
                 packet = bytes(packet)
         except wire.Refused as e:
@@ -776,7 +805,7 @@ class LeanMediaSession(Session):
             return await self.handle_packet(packet)
         del packet
         _lean_counts["parts"] += 1
-        message, answer = found
+        message, answer, written = found
         if not self._admit(message.msg_id, message.seq_no):
             return
         slot = self.results.get(answer.req_msg_id)
@@ -784,8 +813,10 @@ class LeanMediaSession(Session):
             if answer.constructor == wire.UPLOAD_CDN_FILE:
                 slot.value = raw.types.upload.CdnFile(bytes=bytes(answer.data))  # decrypted whole
             else:
+                data = Written(len(answer.data)) if written else answer.data
+                _lean_counts["written"] += bool(written)
                 slot.value = raw.types.upload.File(type=_FILE_TYPES[answer.file_type](),
-                                                   mtime=answer.mtime, bytes=answer.data)
+                                                   mtime=answer.mtime, bytes=data)
             slot.event.set()
         if len(self.pending_acks) >= self.ACKS_THRESHOLD and not self._acking:
             self._acking = True

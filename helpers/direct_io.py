@@ -77,6 +77,8 @@ class DirectFile:
         self.path = path
         self.fd = fd
         self.direct = open_direct(path, flags) if enabled else None
+        self._lock = threading.Lock()  # write_if_open against close, across threads
+        self.closed = False
 
     def _drop(self, e: OSError) -> None:
         dfd, self.direct = self.direct, None
@@ -135,10 +137,26 @@ class DirectFile:
             return os.preadv(self.fd, [view], offset)
         return got
 
+    def write_if_open(self, data, offset: int) -> bool:
+        """`write`, from any thread, unless the file is closed (or closing: close waits for
+        it); False then, and on an error, which the caller's own write will meet again."""
+        with self._lock:
+            if self.closed:
+                return False
+            try:
+                self.write(data, offset)
+            except OSError:
+                return False
+            return True
+
     def close(self) -> None:
-        dfd, self.direct = self.direct, None
-        try:
-            if dfd is not None:
-                os.close(dfd)
-        finally:
-            os.close(self.fd)
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            dfd, self.direct = self.direct, None
+            try:
+                if dfd is not None:
+                    os.close(dfd)
+            finally:
+                os.close(self.fd)

@@ -98,6 +98,19 @@ async def _call_progress(progress, done: int, total: int) -> None:
         await result
 
 
+class _PartSink:
+    """Writes a download part at its offset from the decrypting thread (adapter.WithSink),
+    when it is the length asked for and the file is still open."""
+
+    __slots__ = ("out", "offset", "want")
+
+    def __init__(self, out: DirectFile, offset: int, want: int):
+        self.out, self.offset, self.want = out, offset, want
+
+    def __call__(self, data) -> bool:
+        return len(data) == self.want and self.out.write_if_open(data, self.offset)
+
+
 def _media_of(message):
     """The downloadable media of a Message (or the media object itself)."""
     if hasattr(message, "file_id") and hasattr(message, "file_unique_id"):
@@ -245,8 +258,10 @@ class Transfers:
                         i = todo.popleft()
                         offset = i * part
                         want = min(part, size - offset)
-                        data = await self._get_part(job, loc, offset, part, want)
-                        await self._write(out, data, offset)
+                        data = await self._get_part(job, loc, offset, part, want,
+                                                    _PartSink(out, offset, want))
+                        if not isinstance(data, adapter.Written):  # else on disk already
+                            await self._write(out, data, offset)
                         del data
                         side.mark(i)
                         state["done"] = side.done
@@ -467,15 +482,17 @@ class Transfers:
 
     # parts -------------------------------------------------------------------------------
     async def _get_part(self, job: _Job, loc: RefreshedLocation, offset: int, limit: int,
-                        want: int | None) -> bytes:
-        """One part of a download: exactly `want` bytes (any length when None). Once the
-        master DC has redirected the file to a CDN (loc.cdn), parts come from there."""
+                        want: int | None, sink=None) -> bytes:
+        """One part of a download: exactly `want` bytes (any length when None), or an
+        adapter.Written when `sink` (see adapter.WithSink) wrote them. Once the master DC
+        has redirected the file to a CDN (loc.cdn), parts come from there."""
         generation = [loc.generation]
 
         async def query():
             generation[0] = loc.generation  # the reference this request carries
-            return raw.functions.upload.GetFile(location=loc.location, offset=offset,
-                                                limit=limit)
+            request = raw.functions.upload.GetFile(location=loc.location, offset=offset,
+                                                   limit=limit)
+            return request if sink is None else adapter.WithSink(request, sink)
 
         async def expired() -> None:
             await loc.expired(generation[0])

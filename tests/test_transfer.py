@@ -73,6 +73,8 @@ async def test_boundary_sizes_round_trip_byte_identical(clients, phone, tmp_path
         assert now["parts"] > lean["parts"] and now["library"] == lean["library"]
         # and the upload parts' answers (acks, rpc_result -> boolTrue) on the loop
         assert now["simple"] > lean["simple"]
+        # and the download parts written to disk from the decrypting thread
+        assert now["written"] > lean["written"]
     finally:
         await one_mb.close()
 

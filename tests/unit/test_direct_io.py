@@ -105,3 +105,18 @@ def test_upload_parts_read_direct_are_the_file(tmp_path, size):
         got += buf[5:5 + n]
     source.close()
     assert bytes(got) == data
+
+
+def test_write_if_open_writes_until_closed_and_close_is_once(tmp_path):
+    """A part written from the decrypting thread: never into a closed (maybe reused) fd."""
+    path = tmp_path / "out.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    out = DirectFile(str(path), fd, os.O_WRONLY)
+    part = os.urandom(MIB)
+    assert out.write_if_open(_pieces(part, 112 * 1024), 0)
+    out.close()
+    assert out.closed and not out.write_if_open(part, MIB)
+    out.close()  # a second close is nothing (and does not close a reused descriptor)
+    assert path.read_bytes() == part
+    with pytest.raises(OSError):
+        os.fstat(fd)
