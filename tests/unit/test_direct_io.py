@@ -120,3 +120,38 @@ def test_write_if_open_writes_until_closed_and_close_is_once(tmp_path):
     assert path.read_bytes() == part
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+def test_upload_parts_come_from_the_page_cache_when_it_holds_them(tmp_path):
+    """A part the cache holds is copied from there; one it does not is read past it (and
+    not pulled in): both are the file."""
+    path = tmp_path / "src.bin"
+    data = os.urandom(3 * 512 * 1024)
+    path.write_bytes(data)
+    _direct_or_skip(tmp_path / "probe.bin")
+    part = 512 * 1024
+
+    def read_all() -> bytes:
+        source = PartSource(str(path), direct_io=True)
+        got = bytearray()
+        for offset in range(0, len(data), part):
+            buf = bytearray(part)
+            source.read_into(memoryview(buf), offset)
+            got += buf
+        source.close()
+        return bytes(got)
+
+    before = dict(direct_io.reads)
+    assert read_all() == data
+    if not direct_io._cachestat["ok"]:
+        pytest.skip("no cachestat(2) on this kernel: every part is read past the cache")
+    assert direct_io.reads["cache"] - before["cache"] == 3
+    fd = os.open(path, os.O_RDONLY)
+    try:  # written back and dropped: the cache no longer holds the file
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    before = dict(direct_io.reads)
+    assert read_all() == data
+    assert direct_io.reads["direct"] - before["direct"] == 3
