@@ -85,6 +85,38 @@ class PeakRss:
 
 
 
+def thread_cpu() -> dict[int, float]:
+    """CPU seconds of each thread of this process so far (/proc/self/task; {} elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return out
+
+
+def per_thread(before: dict[int, float], size: int) -> dict[str, float]:
+    """CPU ms per MB of each kind of thread since `before` (pool threads summed by name)."""
+    import threading
+
+    names = {t.native_id: t.name.rsplit("_", 1)[0] for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for tid, seconds in thread_cpu().items():
+        spent = seconds - before.get(tid, 0.0)
+        if spent > 0:
+            name = "loop" if tid == os.getpid() else names.get(tid, "other")
+            out[name] = out.get(name, 0.0) + 1000 * spent / (size / MB)
+    return out
+
+
 async def child(spec: dict) -> dict:
     from pyrogram import Client
 
@@ -113,6 +145,7 @@ async def child(spec: dict) -> dict:
         profiler = cProfile.Profile()
         profiler.enable()
     cpu0 = sum(os.times()[:2])
+    threads0 = thread_cpu()
     t0 = time.monotonic()
     result: dict = {"op": op}
     if op == "up-stock":
@@ -129,6 +162,7 @@ async def child(spec: dict) -> dict:
         await transfers.download(client, message, spec["dst"])
     result["seconds"] = time.monotonic() - t0
     cpu = sum(os.times()[:2]) - cpu0
+    result["threads"] = per_thread(threads0, spec["size"])
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(os.path.join(spec["profile"], f"{op}.prof"))
@@ -216,6 +250,12 @@ def print_row(row: dict) -> None:
                            f"{r['cpu_ms_per_mb']:5.1f} CPU ms/MB, RSS +{r['rss_delta_mib']:4.1f}"
                            " MiB)" for who, r in (("stock", s), ("ours", o)))
               + f"   x{o['mbps'] / s['mbps']:5.2f}{ok}", flush=True)
+    for kind, ours in (("download", "down_ours"), ("upload", "up_ours")):
+        threads = row[ours].get("threads") or {}
+        if threads:
+            print(f"{'':>15}ours, {kind}, CPU ms/MB by thread: " + ", ".join(
+                f"{name} {ms:.1f}" for name, ms in sorted(threads.items(), key=lambda kv: -kv[1])
+                if ms >= 0.05), flush=True)
     print(f"{'':>15}crypto floor (bench/crypto_floor.py, this machine, now): receive "
           f"{row['floor_down']:.1f}, send {row['floor_up']:.1f} CPU ms/MB", flush=True)
 
