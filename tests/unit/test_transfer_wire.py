@@ -5,6 +5,7 @@ splits them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import struct
@@ -334,13 +335,11 @@ class CountingFrames(wire.AbridgedFrames):
         super().buffer_updated(nbytes)
 
 
-async def test_a_large_frame_dribbling_in_over_tcp_wakes_the_reader_about_once():
-    """On a real TCP socket the low-water mark holds readiness until the frame is whole:
-    a 1 MiB frame sent in 20 pieces is read in a few wakeups, and the small frame after
-    it is not held back (the mark is one byte again between frames)."""
+@contextlib.asynccontextmanager
+async def tcp_frames(cls=wire.AbridgedFrames):
+    """A real loopback TCP connection with `cls` installed on the client's transport, as
+    the adapter installs it; yields (frames, the server's writer)."""
     loop = asyncio.get_running_loop()
-    large, small = os.urandom(1024 * 1024 + 48), b"\x6c\xfe\xff\xff"
-    stream = abridged(large) + abridged(small)
     accepted: asyncio.Future = loop.create_future()
 
     async def serve(reader, writer):
@@ -350,12 +349,27 @@ async def test_a_large_frame_dribbling_in_over_tcp_wakes_the_reader_about_once()
     port = server.sockets[0].getsockname()[1]
     transport, inner = await loop.create_connection(FakeInner, "127.0.0.1", port)
     writer = await asyncio.wait_for(accepted, 5)
-    frames = CountingFrames(inner, transport)
+    frames = cls(inner, transport)
     transport.set_protocol(frames)
     try:
-        chunk = len(stream) // 20 + 1
-        for at in range(0, len(stream) - len(abridged(small)), chunk):
-            writer.write(stream[at:min(at + chunk, len(stream) - len(abridged(small)))])
+        yield frames, writer
+    finally:
+        transport.close()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_large_frame_dribbling_in_over_tcp_wakes_the_reader_about_once():
+    """On a real TCP socket the low-water mark holds readiness until the frame is whole:
+    a 1 MiB frame sent in 20 pieces is read in a few wakeups, and the small frame after
+    it is not held back (the mark is one byte again between frames)."""
+    large, small = os.urandom(1024 * 1024 + 48), b"\x6c\xfe\xff\xff"
+    head = abridged(large)
+    async with tcp_frames(CountingFrames) as (frames, writer):
+        chunk = len(head) // 20 + 1
+        for at in range(0, len(head), chunk):
+            writer.write(head[at:at + chunk])
             await writer.drain()
             await asyncio.sleep(0.005)  # a slow link: each piece arrives on its own
         writer.write(abridged(small))
@@ -364,36 +378,14 @@ async def test_a_large_frame_dribbling_in_over_tcp_wakes_the_reader_about_once()
         frames.release()
         assert await frames.recv(5) == small
         assert frames.reads <= 6, f"{frames.reads} reads for a frame sent in 20 pieces"
-    finally:
-        transport.close()
-        writer.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_a_silent_peer_mid_frame_still_times_out_over_tcp():
     """Bytes held back by the low-water mark count as life, none at all do not."""
-    loop = asyncio.get_running_loop()
-    accepted: asyncio.Future = loop.create_future()
-
-    async def serve(reader, writer):
-        accepted.set_result(writer)
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    transport, inner = await loop.create_connection(FakeInner, "127.0.0.1", port)
-    writer = await asyncio.wait_for(accepted, 5)
-    frames = wire.AbridgedFrames(inner, transport)
-    transport.set_protocol(frames)
-    try:
+    async with tcp_frames() as (frames, writer):
         writer.write(abridged(os.urandom(200_000))[:150_000])  # then nothing more
         await writer.drain()
         assert await asyncio.wait_for(frames.recv(0.3), 5) is None
-    finally:
-        transport.close()
-        writer.close()
-        server.close()
-        await server.wait_closed()
 
 
 def _message(body: bytes, msg_id: int = MSG_ID, seq_no: int = 1) -> wire.Message:
