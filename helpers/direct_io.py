@@ -68,7 +68,9 @@ def cached(fd: int, offset: int, length: int) -> bool:
         call.restype = ctypes.c_long
         _cachestat["call"] = call
     stat = _CacheStat()
-    if call(_SYS_CACHESTAT, fd, ctypes.byref(_Range(offset, length)), ctypes.byref(stat), 0):
+    # syscall(2) is variadic: every argument goes as a long, as the kernel reads them
+    if call(ctypes.c_long(_SYS_CACHESTAT), ctypes.c_long(fd),
+            ctypes.byref(_Range(offset, length)), ctypes.byref(stat), ctypes.c_long(0)):
         _cachestat["ok"] = False  # ENOSYS, EPERM: not here, and it will not be
         return False
     return stat.nr_cache * mmap.PAGESIZE >= length

@@ -306,6 +306,7 @@ class AbridgedFrames(asyncio.BufferedProtocol):
         self._view = memoryview(self._stage)
         self._start = self._end = 0
         self._pieces: list[memoryview] | None = None  # the large frame being read
+        self._sizes: list[int] = []  # the sizes of all its pieces, taken as bytes come
         self._index = 0  # which of them is being filled
         self._piece: memoryview | None = None
         self._got = 0  # bytes in the current piece
@@ -453,18 +454,26 @@ class AbridgedFrames(asyncio.BufferedProtocol):
         while self._got >= len(self._piece):
             self._got -= len(self._piece)
             self._index += 1
-            if self._index == len(self._pieces):
+            if self._index == len(self._sizes):
                 self._frame_done()
                 return
-            self._piece = self._pieces[self._index]
+            self._piece = self._piece_at(self._index)
 
     def _start_large(self, length: int) -> None:
         sizes, rest = [], length
         while rest:
             sizes.append(min(rest, PIECE + 24 if not sizes else PIECE))
             rest -= sizes[-1]
-        self._pieces = [self._new_piece(n) for n in sizes]
-        self._index, self._piece, self._got, self._left = 0, self._pieces[0], 0, length
+        self._sizes, self._pieces = sizes, []
+        self._index, self._got, self._left = 0, 0, length
+        self._piece = self._piece_at(0)
+
+    def _piece_at(self, i: int) -> memoryview:
+        """Piece i of the frame, its buffer taken when first needed: a frame that claims
+        more than it brings (the length is the peer's word) holds no more than came."""
+        while len(self._pieces) <= i:
+            self._pieces.append(self._new_piece(self._sizes[len(self._pieces)]))
+        return self._pieces[i]
 
     def _new_piece(self, size: int) -> memoryview:
         buffer = self._spare.pop() if self._spare else bytearray(PIECE + 24)
@@ -476,7 +485,12 @@ class AbridgedFrames(asyncio.BufferedProtocol):
         if self._sock is None:
             return
         if self._pieces is not None:
-            views = [self._piece[self._got:], *self._pieces[self._index + 1:]]
+            # the pieces for at most the low-water mark's worth: what one wakeup can bring
+            views, room, i = [self._piece[self._got:]], len(self._piece) - self._got, self._index
+            while room < min(self._left, self.LOWAT_MAX) and i + 1 < len(self._sizes):
+                i += 1
+                views.append(self._piece_at(i))
+                room += len(views[-1])
             try:
                 n = os.readv(self._sock.fileno(), views)
             except OSError:  # nothing there yet (EAGAIN), or an error its transport will see

@@ -429,3 +429,13 @@ def test_anything_else_is_left_to_the_library(body):
     # and a container whose count or lengths lie
     lying = struct.pack("<II", wire.MSG_CONTAINER, 3) + _inner(101, 0, ack)
     assert wire.simple_messages(_message(lying)) is None
+
+
+async def test_a_frame_that_claims_more_than_it_brings_holds_only_what_came():
+    """The length is the peer's word: 64 MiB claimed, 300 KB sent, about 300 KB held."""
+    frames = wire.AbridgedFrames(FakeInner(), FakeTransport())
+    words = (64 * 1024 * 1024 - 4) // 4
+    head = b"\x7f" + words.to_bytes(3, "little")
+    feed(frames, head + os.urandom(300_000), [65536])
+    held = sum(len(p) for p in frames._pieces)
+    assert 300_000 <= held <= 300_000 + 2 * (wire.PIECE + 24)
