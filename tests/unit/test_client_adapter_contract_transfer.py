@@ -192,3 +192,20 @@ def test_the_answers_the_lean_path_builds():
     types = adapter._FILE_TYPES
     assert len(types) >= 10
     assert all(_params(cls.__init__) == ["self"] for cls in types.values())
+
+
+def test_what_fails_our_waiting_requests_and_checks_msg_ids_relies_on():
+    """LeanMediaSession._stop marks our slots lost: stop() and restart() both go through
+    Session._stop, and start() is what a restart ends with. _admit's clock is the client's
+    server_time, which the library's msg_id is made from. An answer's Bool is what the
+    library hands a request (Bool.read -> True/False)."""
+    assert inspect.iscoroutinefunction(Session._stop) and _params(Session._stop) == ["self"]
+    assert "await self._stop()" in inspect.getsource(Session.stop)
+    restart = inspect.getsource(Session.restart)
+    assert "await self._stop()" in restart and "await self.start()" in restart
+    assert isinstance(inspect.getattr_static(pyrogram.Client, "server_time"), property)
+    assert "self.client.server_time" in inspect.getsource(
+        session_module.MsgFactory.allocate_message_identity)
+    from pyrogram.raw.core.primitives.bool import BoolFalse, BoolTrue
+    assert BoolTrue.read(None) is True and BoolFalse.read(None) is False
+    assert session_module.Result.__slots__ == ("value", "event")
