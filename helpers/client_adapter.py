@@ -750,10 +750,15 @@ class LeanMediaSession(Session):
                 if slot is not None:
                     slot.value = m.value
                     slot.event.set()
+        self._ack_if_due()
+        return True
+
+    def _ack_if_due(self) -> None:
+        """Acknowledge what is pending once there are ACKS_THRESHOLD of them, as the
+        library's handle_packet does; one MsgsAck on its way at a time."""
         if len(self.pending_acks) >= self.ACKS_THRESHOLD and not self._acking:
             self._acking = True
             self._create_tracked_task(self._send_acks())
-        return True
 
     async def _send_acks(self) -> None:
         try:
@@ -818,9 +823,7 @@ class LeanMediaSession(Session):
                 slot.value = raw.types.upload.File(type=_FILE_TYPES[answer.file_type](),
                                                    mtime=answer.mtime, bytes=data)
             slot.event.set()
-        if len(self.pending_acks) >= self.ACKS_THRESHOLD and not self._acking:
-            self._acking = True
-            await self._send_acks()
+        self._ack_if_due()
 
     def _admit(self, msg_id: int, seq_no: int) -> bool:
         """A received message against MTProto's msg_id rules (core.telegram.org/mtproto/
