@@ -367,11 +367,6 @@ async def open_cdn_session(client, dc_id: int, address: str, port: int, test_mod
                             is_cdn=True), key
 
 
-def connection_of(session: Session):
-    """The transport under a session now: a new object after each reconnect."""
-    return session.connection
-
-
 def is_up(session: Session) -> bool:
     return session.is_started.is_set()
 
